@@ -1,0 +1,268 @@
+//! Declared tables resolved into schemas, computed-column and watermark expressions, and
+//! validated connector options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::sql::sqlparser::ast;
+
+use crate::connector::{ConnectorSpec, SourceColumn};
+use crate::error::{EngineError, Location, Result};
+use crate::sql::options::Options;
+use crate::sql::{CreateTable, Located, TableElement};
+
+/// A column computed from the row: `name AS expr`.
+#[derive(Debug, Clone)]
+pub struct ComputedColumn {
+    /// Its position in the table schema.
+    pub index: usize,
+    /// The expression, over the raw (physical and metadata) columns.
+    pub expr: Arc<dyn PhysicalExpr>,
+}
+
+/// `WATERMARK FOR column AS expr`, resolved.
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    /// The event-time column.
+    pub column: String,
+    /// The watermark expression over the table's columns; yields a timestamp.
+    pub expr: Arc<dyn PhysicalExpr>,
+}
+
+/// A declared table.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    /// Table name.
+    pub name: String,
+    /// Where it was declared.
+    pub location: Location,
+    /// The connector and its options.
+    pub connector: ConnectorSpec,
+    /// Whether columns were declared (a sink without columns takes the query's).
+    pub declared: bool,
+    /// Every column in declared order: what queries see.
+    pub schema: SchemaRef,
+    /// The physical and metadata columns in declared order: what the connector delivers.
+    pub raw_schema: SchemaRef,
+    /// How the connector fills each raw column.
+    pub source_columns: Vec<SourceColumn>,
+    /// Where each table column comes from: `Ok(raw index)` or `Err(computed index)`.
+    layout: Vec<std::result::Result<usize, usize>>,
+    /// The computed columns.
+    pub computed: Vec<ComputedColumn>,
+    /// The watermark, if declared.
+    pub watermark: Option<WatermarkDef>,
+    /// `'watermark.idle-timeout'` given on this table.
+    pub idle_timeout: Option<Duration>,
+    /// `PRIMARY KEY (...)`, if declared.
+    pub primary_key: Vec<String>,
+}
+
+impl TableDef {
+    /// Resolves `CREATE TABLE`, planning computed columns and the watermark with `state`.
+    pub fn resolve(statement: &Located<CreateTable>, state: &SessionState) -> Result<Self> {
+        let create = &statement.node;
+        let location = &statement.location;
+        let mut options = Options::new(&create.name, location, &create.options)?;
+        let connector = ConnectorSpec::from_options(&mut options)?;
+        let idle_timeout = options.pull_duration("watermark.idle-timeout")?;
+        let mut accepted = connector.accepted_options().to_vec();
+        accepted.push("watermark.idle-timeout");
+        options.finish(&accepted)?;
+
+        let mut raw_fields = vec![];
+        let mut source_columns = vec![];
+        let mut layout = vec![];
+        let mut computed_sql = vec![];
+        let mut watermark_sql = None;
+        let mut names: Vec<&str> = vec![];
+        for element in &create.elements {
+            let at = &element.location;
+            let name = match &element.node {
+                TableElement::Column(c) => c.name.as_str(),
+                TableElement::Computed { name, .. } => name.as_str(),
+                TableElement::Watermark(_) => "",
+            };
+            if !name.is_empty() {
+                if names.contains(&name) {
+                    return crate::sql_err!(at, "column '{name}' is declared more than once");
+                }
+                names.push(name);
+            }
+            match &element.node {
+                TableElement::Column(c) => {
+                    let data_type = crate::sql::types::arrow_type(&c.data_type)
+                        .map_err(|m| EngineError::sql(at.clone(), format!("column '{}': {m}", c.name)))?;
+                    let kind = match &c.metadata {
+                        None => SourceColumn::Physical,
+                        Some(key) => SourceColumn::Metadata(connector.metadata(key).ok_or_else(|| {
+                            EngineError::sql(
+                                at.clone(),
+                                format!("connector '{}' has no metadata '{key}'", connector.name()),
+                            )
+                        })?),
+                    };
+                    if let SourceColumn::Metadata(_) = kind {
+                        if data_type != DataType::Int64 {
+                            return crate::sql_err!(at, "metadata column '{}' must be BIGINT", c.name);
+                        }
+                    }
+                    layout.push(Ok(raw_fields.len()));
+                    raw_fields.push(Field::new(&c.name, data_type, c.nullable));
+                    source_columns.push(kind);
+                }
+                TableElement::Computed { name, expr } => {
+                    layout.push(Err(computed_sql.len()));
+                    computed_sql.push((name.clone(), expr.clone(), at.clone()));
+                }
+                TableElement::Watermark(w) => {
+                    if watermark_sql.is_some() {
+                        return crate::sql_err!(at, "WATERMARK is specified more than once");
+                    }
+                    watermark_sql = Some((w.clone(), at.clone()));
+                }
+            }
+        }
+
+        let raw_schema = Arc::new(Schema::new(raw_fields));
+        let raw_df = DFSchema::try_from(raw_schema.as_ref().clone())?;
+        let mut computed = vec![];
+        let mut computed_fields = vec![];
+        for (name, expr, at) in &computed_sql {
+            let logical = plan_expr(state, expr, &raw_df, at)?;
+            let (_, field) = logical
+                .to_field(&raw_df)
+                .map_err(|e| EngineError::sql(at.clone(), format!("computed column '{name}': {}", df_message(&e))))?;
+            let (data_type, nullable) = (field.data_type().clone(), field.is_nullable());
+            let physical = state
+                .create_physical_expr(logical, &raw_df)
+                .map_err(|e| EngineError::sql(at.clone(), format!("computed column '{name}': {}", df_message(&e))))?;
+            computed_fields.push(Field::new(name, data_type, nullable));
+            computed.push(ComputedColumn { index: 0, expr: physical });
+        }
+        let fields: Vec<Field> = layout
+            .iter()
+            .map(|slot| match slot {
+                Ok(raw) => raw_schema.field(*raw).clone(),
+                Err(c) => computed_fields[*c].clone(),
+            })
+            .collect();
+        for (index, slot) in layout.iter().enumerate() {
+            if let Err(c) = slot {
+                computed[*c].index = index;
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+
+        let watermark = match watermark_sql {
+            None => None,
+            Some((w, at)) => {
+                let Ok(field) = schema.field_with_name(&w.column) else {
+                    return crate::sql_err!(at, "WATERMARK FOR '{}': no such column in table '{}'", w.column, create.name);
+                };
+                if !matches!(field.data_type(), DataType::Timestamp(..)) {
+                    return crate::sql_err!(
+                        at,
+                        "WATERMARK FOR '{}': the column is {}, not a TIMESTAMP; declare a computed column such as ts AS to_timestamp(\"{}\")",
+                        w.column,
+                        field.data_type(),
+                        w.column
+                    );
+                }
+                let full_df = DFSchema::try_from(schema.as_ref().clone())?;
+                let logical = plan_expr(state, &w.expr, &full_df, &at)?;
+                let data_type = logical.get_type(&full_df).map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
+                if !matches!(data_type, DataType::Timestamp(..)) {
+                    return crate::sql_err!(at, "the watermark expression yields {data_type}, not a TIMESTAMP");
+                }
+                let expr = state.create_physical_expr(logical, &full_df).map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
+                Some(WatermarkDef { column: w.column.clone(), expr })
+            }
+        };
+
+        let declared = !create.elements.is_empty();
+        for key in &create.primary_key {
+            if !names.contains(&key.as_str()) {
+                return crate::sql_err!(location, "PRIMARY KEY column '{key}' is not a column of table '{}'", create.name);
+            }
+        }
+        Ok(Self {
+            name: create.name.clone(),
+            location: location.clone(),
+            connector,
+            declared,
+            schema,
+            raw_schema,
+            source_columns,
+            layout,
+            computed,
+            watermark,
+            idle_timeout,
+            primary_key: create.primary_key.clone(),
+        })
+    }
+
+    /// Whether the table declares computed columns, metadata columns or a watermark, which only
+    /// a source can have.
+    pub fn has_source_only_columns(&self) -> bool {
+        !self.computed.is_empty()
+            || self.watermark.is_some()
+            || self.source_columns.iter().any(|c| matches!(c, SourceColumn::Metadata(_)))
+    }
+
+    /// Turns a batch of raw columns into a batch of the table schema, computing columns.
+    pub fn complete(&self, raw: &RecordBatch) -> Result<RecordBatch> {
+        if self.computed.is_empty() {
+            return Ok(raw.clone());
+        }
+        let rows = raw.num_rows();
+        let computed = self
+            .computed
+            .iter()
+            .map(|c| c.expr.evaluate(raw)?.into_array(rows))
+            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+        let columns = self
+            .layout
+            .iter()
+            .map(|slot| match slot {
+                Ok(raw_index) => Arc::clone(raw.column(*raw_index)),
+                Err(c) => Arc::clone(&computed[*c]),
+            })
+            .collect();
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(datafusion::error::DataFusionError::from)?)
+    }
+}
+
+/// Plans a SQL expression over `schema`, reporting errors at `at`.
+pub fn plan_expr(
+    state: &SessionState,
+    expr: &ast::Expr,
+    schema: &DFSchema,
+    at: &Location,
+) -> Result<datafusion::logical_expr::Expr> {
+    let with_alias = ast::ExprWithAlias { expr: expr.clone(), alias: None };
+    state
+        .create_logical_expr_from_sql_expr(with_alias, schema)
+        .map_err(|e| EngineError::sql(at.clone(), df_message(&e)))
+}
+
+/// A DataFusion error as one readable line, without backtraces or nested prefixes.
+pub fn df_message(err: &datafusion::error::DataFusionError) -> String {
+    let root = err.find_root();
+    let text = match root.diagnostic() {
+        Some(d) => d.message.clone(),
+        None => root.strip_backtrace(),
+    };
+    for prefix in ["Error during planning: ", "Schema error: ", "Arrow error: ", "Execution error: "] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    text
+}

@@ -1,0 +1,113 @@
+//! The command line: `run`, `check` and `explain`. The only module that prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod check;
+mod explain;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::EngineError;
+use crate::planner::{Pipeline, PipelineOptions, plan_pipeline};
+use crate::sql::load_dir;
+
+/// Streaming SQL over market data: windowed queries in `.sql` files, run continuously.
+#[derive(Debug, Parser)]
+#[command(name = "engine", version, about)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every query of a directory continuously (or once over bounded input with --once).
+    Run(RunArgs),
+    /// Validate every query file: parse, plan, types, streamability. Non-zero exit on errors.
+    Check {
+        /// Directory of .sql files (or one file).
+        dir: PathBuf,
+    },
+    /// Show how the queries of a file run (other files of its directory supply declarations).
+    Explain {
+        /// The .sql file.
+        file: PathBuf,
+    },
+}
+
+/// `engine run` options.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Directory of .sql files, loaded in name order.
+    #[arg(long, default_value = "queries")]
+    pub queries: PathBuf,
+    /// Time between micro-batches (overrides SET 'trigger-interval').
+    #[arg(long, value_parser = parse_duration)]
+    pub trigger_interval: Option<Duration>,
+    /// Process all available input, close every window, and exit (backtests).
+    #[arg(long)]
+    pub once: bool,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::sql::options::parse_duration(text)
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_tracing(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Check { dir } => Ok(check::check(&dir).await),
+            Command::Explain { file } => explain::explain(&file).await,
+        }
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ignored = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads and plans a directory, returning the pipeline and every error found.
+pub async fn load_and_plan(dir: &std::path::Path, options: &PipelineOptions) -> (Pipeline, Vec<EngineError>) {
+    let (files, mut errors) = load_dir(dir);
+    let (pipeline, mut plan_errors) = plan_pipeline(&files, options).await;
+    errors.append(&mut plan_errors);
+    (pipeline, errors)
+}
+
+fn print_errors(errors: &[EngineError]) {
+    for err in errors {
+        eprintln!("{err}");
+    }
+}

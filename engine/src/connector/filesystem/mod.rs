@@ -1,0 +1,92 @@
+//! The `filesystem` connector: a directory (or one file) of JSON lines, CSV or Parquet.
+//!
+//! As a source every file is a partition, read incrementally; files that appear later become new
+//! partitions. As a sink every micro-batch that produced rows becomes one new file.
+
+mod sink;
+mod source;
+
+use std::path::PathBuf;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+pub use self::sink::FileSink;
+pub use self::source::FileSource;
+use super::ChangeKind;
+use crate::error::{EngineError, Result};
+use crate::sql::options::Options;
+
+/// The options the connector accepts.
+pub const OPTIONS: &[&str] = &["connector", "path", "format", "csv.header", "csv.delimiter"];
+
+/// File format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON object per line.
+    Json,
+    /// Comma (or `csv.delimiter`) separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// Validated `WITH` options of a filesystem table.
+#[derive(Debug, Clone)]
+pub struct FilesystemOptions {
+    /// The directory or file.
+    pub path: PathBuf,
+    /// The format of every file.
+    pub format: FileFormat,
+    /// CSV files start with a header line.
+    pub csv_header: bool,
+    /// CSV field delimiter.
+    pub csv_delimiter: u8,
+}
+
+impl FilesystemOptions {
+    /// Takes the filesystem options out of `options`.
+    pub fn from_options(options: &mut Options) -> Result<Self> {
+        let path = options.pull_required("path", "the directory or file to read or write")?;
+        let format = match options.pull_choice("format", &["json", "csv", "parquet"])? {
+            Some("json") => FileFormat::Json,
+            Some("csv") => FileFormat::Csv,
+            Some(_) => FileFormat::Parquet,
+            None => {
+                return Err(EngineError::sql(
+                    options.statement_location().clone(),
+                    format!("table '{}' needs option 'format' ('json', 'csv' or 'parquet')", options.table()),
+                ));
+            }
+        };
+        let csv_header = options.pull_bool("csv.header")?.unwrap_or(true);
+        let csv_delimiter = match options.pull_str("csv.delimiter") {
+            None => b',',
+            Some(o) if o.value.len() == 1 => o.value.as_bytes()[0],
+            Some(o) => {
+                return crate::sql_err!(o.location, "'csv.delimiter' must be one character, found '{}'", o.value);
+            }
+        };
+        Ok(Self { path: PathBuf::from(path.value), format, csv_header, csv_delimiter })
+    }
+}
+
+/// Appends `batch` as JSON lines to `out`; deleted rows carry `"__op":"delete"`.
+pub fn json_lines(batch: &RecordBatch, kind: ChangeKind, out: &mut Vec<u8>) -> Result<()> {
+    let batch = match kind {
+        ChangeKind::Upsert => batch.clone(),
+        ChangeKind::Delete => with_delete_marker(batch)?,
+    };
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(out);
+    writer.write(&batch).and_then(|()| writer.finish()).map_err(|e| EngineError::Internal(format!("JSON encoding: {e}")))
+}
+
+fn with_delete_marker(batch: &RecordBatch) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("__op", DataType::Utf8, false));
+    let mut columns = batch.columns().to_vec();
+    let marker: ArrayRef = std::sync::Arc::new(StringArray::from(vec!["delete"; batch.num_rows()]));
+    columns.push(marker);
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| EngineError::Internal(format!("delete marker: {e}")))
+}

@@ -1,0 +1,120 @@
+//! Writes each micro-batch's rows to a new file: written under a hidden temporary name and
+//! renamed into place when the micro-batch commits, so readers never see half a file.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+
+use super::{FileFormat, FilesystemOptions, json_lines};
+use crate::connector::{ChangeKind, SinkWriter};
+use crate::error::{EngineError, Result};
+
+enum Pending {
+    Json(Vec<u8>),
+    Parquet(ArrowWriter<File>),
+}
+
+/// A filesystem sink.
+pub struct FileSink {
+    table: String,
+    dir: PathBuf,
+    format: FileFormat,
+    schema: SchemaRef,
+    next_file: u64,
+    pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink").field("table", &self.table).field("dir", &self.dir).finish()
+    }
+}
+
+impl FileSink {
+    /// A sink writing files into `options.path`, after any part files already there.
+    pub fn new(table: &str, options: &FilesystemOptions, schema: SchemaRef) -> Result<Self> {
+        let dir = options.path.clone();
+        let fail = |e: std::io::Error| {
+            EngineError::connector(format!("filesystem sink '{table}'"), format!("{}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        let mut next_file = 0;
+        for entry in std::fs::read_dir(&dir).map_err(fail)? {
+            let name = entry.map_err(fail)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name.strip_prefix("part-").and_then(|r| r.split('.').next()) {
+                if let Ok(n) = n.parse::<u64>() {
+                    next_file = next_file.max(n + 1);
+                }
+            }
+        }
+        if options.format == FileFormat::Csv {
+            return Err(EngineError::connector(
+                format!("filesystem sink '{table}'"),
+                "CSV is read-only; write 'json' or 'parquet'",
+            ));
+        }
+        Ok(Self { table: table.to_string(), dir, format: options.format, schema, next_file, pending: None })
+    }
+
+    fn extension(&self) -> &'static str {
+        match self.format {
+            FileFormat::Parquet => "parquet",
+            _ => "jsonl",
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.dir.join(format!(".part-{:010}.{}.tmp", self.next_file, self.extension()))
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> EngineError {
+        EngineError::connector(format!("filesystem sink '{}'", self.table), message.to_string())
+    }
+}
+
+#[async_trait]
+impl SinkWriter for FileSink {
+    async fn write(&mut self, _epoch: u64, batch: &RecordBatch, kind: ChangeKind) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.pending.is_none() {
+            self.pending = Some(match self.format {
+                FileFormat::Parquet => {
+                    let file = File::create(self.temp_path()).map_err(|e| self.error(e))?;
+                    Pending::Parquet(ArrowWriter::try_new(file, self.schema.clone(), None).map_err(|e| self.error(e))?)
+                }
+                _ => Pending::Json(vec![]),
+            });
+        }
+        match self.pending.as_mut().expect("set above") {
+            Pending::Json(buffer) => json_lines(batch, kind, buffer),
+            Pending::Parquet(writer) => {
+                if kind == ChangeKind::Delete {
+                    return Err(self.error("Parquet files cannot record deletions"));
+                }
+                writer.write(batch).map_err(|e| EngineError::connector("filesystem sink", e.to_string()))
+            }
+        }
+    }
+
+    async fn commit(&mut self, _epoch: u64) -> Result<()> {
+        let Some(pending) = self.pending.take() else { return Ok(()) };
+        let temp = self.temp_path();
+        match pending {
+            Pending::Json(buffer) => std::fs::write(&temp, buffer).map_err(|e| self.error(e))?,
+            Pending::Parquet(writer) => {
+                writer.close().map_err(|e| self.error(e))?;
+            }
+        }
+        let target = self.dir.join(format!("part-{:010}.{}", self.next_file, self.extension()));
+        std::fs::rename(&temp, &target).map_err(|e| self.error(e))?;
+        self.next_file += 1;
+        Ok(())
+    }
+}

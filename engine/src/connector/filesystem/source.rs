@@ -1,0 +1,371 @@
+//! Reads a filesystem table as a stream: every file is a partition, read a bounded number of
+//! rows at a time. A bad record is reported with `file:line` and skipped; the rest of its chunk
+//! is kept.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{FileFormat, FilesystemOptions};
+use crate::connector::{Malformed, MetadataKey, PartitionBatch, Polled, SourceColumn, SourceReader};
+use crate::error::{EngineError, Result};
+
+#[derive(Debug)]
+struct Partition {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    /// Byte position of the next unread line (JSON, CSV) or rows read (Parquet).
+    position: u64,
+    /// Line number of the next line, 1-based.
+    line: u64,
+    /// Records read so far: the next record's offset.
+    records: u64,
+    finished: bool,
+}
+
+/// A line of a chunk with where it came from.
+struct Line {
+    number: u64,
+    offset: u64,
+    range: std::ops::Range<usize>,
+}
+
+/// Streams the files of a filesystem table.
+#[derive(Debug)]
+pub struct FileSource {
+    table: String,
+    options: FilesystemOptions,
+    /// Decoded columns: the physical columns, in declared order.
+    physical: SchemaRef,
+    /// What the source emits: physical and metadata columns in declared order.
+    raw: SchemaRef,
+    columns: Vec<SourceColumn>,
+    partitions: Vec<Partition>,
+    bounded: bool,
+}
+
+impl FileSource {
+    /// A source for `table` producing rows of `raw` (whose columns are described by `columns`).
+    /// `bounded` input is read once to its end (`--once`); otherwise files are followed as they
+    /// grow and new files are picked up.
+    pub fn new(
+        table: &str,
+        options: &FilesystemOptions,
+        raw: SchemaRef,
+        columns: Vec<SourceColumn>,
+        bounded: bool,
+    ) -> Self {
+        let physical = Arc::new(Schema::new(
+            raw.fields()
+                .iter()
+                .zip(&columns)
+                .filter(|(_, c)| matches!(c, SourceColumn::Physical))
+                .map(|(f, _)| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        ));
+        Self {
+            table: table.to_string(),
+            options: options.clone(),
+            physical,
+            raw,
+            columns,
+            partitions: vec![],
+            bounded,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> EngineError {
+        EngineError::connector(format!("filesystem source '{}'", self.table), message)
+    }
+
+    /// Adds files that appeared since the last call, in name order.
+    fn discover(&mut self) -> Result<()> {
+        let root = &self.options.path;
+        let mut files = if root.is_dir() {
+            let entries = std::fs::read_dir(root)
+                .map_err(|e| self.error(format!("cannot list {}: {e}", root.display())))?;
+            let mut files = vec![];
+            for entry in entries {
+                let entry = entry.map_err(|e| self.error(format!("listing {}: {e}", root.display())))?;
+                let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                if !hidden && entry.path().is_file() {
+                    files.push(entry.path());
+                }
+            }
+            files
+        } else if root.is_file() {
+            vec![root.clone()]
+        } else {
+            return Err(self.error(format!(
+                "{} does not exist; create it or fix the table's 'path' option",
+                root.display()
+            )));
+        };
+        files.sort();
+        for path in files {
+            if !self.partitions.iter().any(|p| p.path == path) {
+                self.partitions.push(Partition {
+                    path,
+                    reader: None,
+                    position: 0,
+                    line: 1,
+                    records: 0,
+                    finished: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn read_partition(&mut self, index: usize, max_rows: usize, polled: &mut Polled) -> Result<()> {
+        let decoded = match self.options.format {
+            FileFormat::Parquet => self.read_parquet(index, max_rows)?,
+            FileFormat::Json | FileFormat::Csv => self.read_lines(index, max_rows, &mut polled.malformed)?,
+        };
+        if let Some((batch, offsets)) = decoded {
+            let batch = self.with_metadata(index, batch, offsets)?;
+            polled.batches.push(PartitionBatch { partition: index, batch });
+        }
+        Ok(())
+    }
+
+    fn read_lines(
+        &mut self,
+        index: usize,
+        max_rows: usize,
+        malformed: &mut Vec<Malformed>,
+    ) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+        let skip_header = self.options.format == FileFormat::Csv && self.options.csv_header;
+        let bounded = self.bounded;
+        let partition = &mut self.partitions[index];
+        if partition.finished {
+            return Ok(None);
+        }
+        let path = partition.path.clone();
+        let io_error = |e: std::io::Error| {
+            EngineError::connector("filesystem source", format!("reading {}: {e}", path.display()))
+        };
+        if partition.reader.is_none() {
+            let mut file = File::open(&partition.path).map_err(io_error)?;
+            file.seek(SeekFrom::Start(partition.position)).map_err(io_error)?;
+            partition.reader = Some(BufReader::with_capacity(1 << 20, file));
+        }
+        let reader = partition.reader.as_mut().expect("opened above");
+        let mut chunk = Vec::new();
+        let mut lines = Vec::new();
+        let mut line = Vec::new();
+        while lines.len() < max_rows {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(io_error)?;
+            if read == 0 {
+                if bounded {
+                    partition.finished = true;
+                }
+                break;
+            }
+            if line.last() != Some(&b'\n') && !bounded {
+                // A line still being written: read it again next time.
+                reader.seek(SeekFrom::Current(-(read as i64))).map_err(io_error)?;
+                break;
+            }
+            partition.position += read as u64;
+            let number = partition.line;
+            partition.line += 1;
+            let content = line.trim_ascii();
+            if content.is_empty() {
+                continue;
+            }
+            if skip_header && number == 1 {
+                continue;
+            }
+            let start = chunk.len();
+            chunk.extend_from_slice(content);
+            lines.push(Line { number, offset: partition.records, range: start..chunk.len() });
+            chunk.push(b'\n');
+            partition.records += 1;
+        }
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        match self.decode(&chunk, lines.len()) {
+            Ok(batch) => Ok(Some((batch, lines.iter().map(|l| l.offset).collect()))),
+            Err(_) => self.decode_line_by_line(index, &chunk, &lines, malformed).map(Some),
+        }
+    }
+
+    /// Decodes one line at a time, reporting the lines that fail.
+    fn decode_line_by_line(
+        &self,
+        index: usize,
+        chunk: &[u8],
+        lines: &[Line],
+        malformed: &mut Vec<Malformed>,
+    ) -> Result<(RecordBatch, Vec<u64>)> {
+        let mut batches = vec![];
+        let mut offsets = vec![];
+        for line in lines {
+            let mut bytes = chunk[line.range.clone()].to_vec();
+            bytes.push(b'\n');
+            match self.decode(&bytes, 1) {
+                Ok(batch) if batch.num_rows() == 1 => {
+                    batches.push(batch);
+                    offsets.push(line.offset);
+                }
+                Ok(_) => malformed.push(self.malformed(index, line, "not one record".into())),
+                Err(err) => malformed.push(self.malformed(index, line, err.to_string())),
+            }
+        }
+        let batch = concat_batches(&self.physical, &batches).map_err(|e| self.error(e.to_string()))?;
+        Ok((batch, offsets))
+    }
+
+    fn malformed(&self, index: usize, line: &Line, error: String) -> Malformed {
+        Malformed {
+            location: format!("{}:{}", self.partitions[index].path.display(), line.number),
+            error,
+        }
+    }
+
+    fn decode(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch, ArrowError> {
+        let schema = Arc::clone(&self.physical);
+        let batch = match self.options.format {
+            FileFormat::Json => {
+                let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
+                    .with_batch_size(rows.max(1))
+                    .build_decoder()?;
+                let mut consumed = 0;
+                while consumed < bytes.len() {
+                    let n = decoder.decode(&bytes[consumed..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    consumed += n;
+                }
+                decoder.flush()?
+            }
+            FileFormat::Csv => {
+                let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(schema)
+                    .with_header(false)
+                    .with_delimiter(self.options.csv_delimiter)
+                    .with_batch_size(rows.max(1))
+                    .build_decoder();
+                let mut consumed = 0;
+                while consumed < bytes.len() {
+                    let n = decoder.decode(&bytes[consumed..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    consumed += n;
+                }
+                decoder.flush()?
+            }
+            FileFormat::Parquet => unreachable!("parquet is not line based"),
+        };
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.physical)));
+        if batch.num_rows() != rows {
+            return Err(ArrowError::JsonError(format!("expected {rows} records, decoded {}", batch.num_rows())));
+        }
+        Ok(batch)
+    }
+
+    fn read_parquet(&mut self, index: usize, max_rows: usize) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+        let partition = &self.partitions[index];
+        if partition.finished {
+            return Ok(None);
+        }
+        let path = partition.path.clone();
+        let start = partition.position;
+        let fail = |e: &dyn std::fmt::Display| self.error(format!("{}: {e}", path.display()));
+        let file = File::open(&path).map_err(|e| fail(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
+        let total = builder.metadata().file_metadata().num_rows() as u64;
+        let reader = builder
+            .with_offset(start as usize)
+            .with_limit(max_rows)
+            .with_batch_size(max_rows.min(65_536))
+            .build()
+            .map_err(|e| fail(&e))?;
+        let mut batches = vec![];
+        for batch in reader {
+            batches.push(self.conform(&batch.map_err(|e| fail(&e))?, &path)?);
+        }
+        let batch = concat_batches(&self.physical, &batches).map_err(|e| fail(&e))?;
+        let partition = &mut self.partitions[index];
+        let rows = batch.num_rows() as u64;
+        partition.position += rows;
+        partition.records += rows;
+        if partition.position >= total {
+            // Parquet files are written whole: once read, a file never grows.
+            partition.finished = true;
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        Ok(Some((batch, (start..start + rows).collect())))
+    }
+
+    /// Picks the declared columns of a Parquet batch by name and casts them to the declared types.
+    fn conform(&self, batch: &RecordBatch, path: &Path) -> Result<RecordBatch> {
+        let columns = self
+            .physical
+            .fields()
+            .iter()
+            .map(|field| {
+                let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                    self.error(format!("{} has no column '{}'", path.display(), field.name()))
+                })?;
+                cast(column, field.data_type()).map_err(|e| {
+                    self.error(format!("{}: column '{}': {e}", path.display(), field.name()))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        RecordBatch::try_new(Arc::clone(&self.physical), columns).map_err(|e| self.error(e.to_string()))
+    }
+
+    /// Adds the metadata columns, producing the raw schema.
+    fn with_metadata(&self, index: usize, batch: RecordBatch, offsets: Vec<u64>) -> Result<RecordBatch> {
+        if batch.num_columns() == self.raw.fields().len() {
+            return Ok(batch);
+        }
+        let mut physical = batch.columns().iter();
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                SourceColumn::Physical => Arc::clone(physical.next().expect("one per physical column")),
+                SourceColumn::Metadata(MetadataKey::Offset) => {
+                    Arc::new(Int64Array::from_iter_values(offsets.iter().map(|o| *o as i64)))
+                }
+                SourceColumn::Metadata(MetadataKey::Partition) => {
+                    Arc::new(Int64Array::from(vec![index as i64; batch.num_rows()]))
+                }
+            })
+            .collect();
+        RecordBatch::try_new(Arc::clone(&self.raw), columns).map_err(|e| self.error(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl SourceReader for FileSource {
+    async fn poll(&mut self, max_rows: usize) -> Result<Polled> {
+        self.discover()?;
+        let mut polled = Polled::default();
+        for index in 0..self.partitions.len() {
+            let was_finished = self.partitions[index].finished;
+            self.read_partition(index, max_rows, &mut polled)?;
+            if !was_finished && self.partitions[index].finished {
+                polled.finished.push(index);
+            }
+        }
+        polled.partitions = self.partitions.len();
+        Ok(polled)
+    }
+}

@@ -1,0 +1,31 @@
+//! A streaming SQL engine for market data on Apache DataFusion.
+//!
+//! Query files declare sources and sinks (`CREATE TABLE ... WITH (connector = ...)`) and
+//! continuous queries (`INSERT INTO ... SELECT`). Each query runs in micro-batches of Arrow
+//! record batches:
+//!
+//! ```text
+//!  files ─▶ sql (parse, ${VAR}) ─▶ catalog (tables) ─▶ planner (DataFusion plan, split into stages)
+//!                                                          │
+//!  runtime:  source ─▶ computed columns ─▶ watermark ─▶ window assigner ─▶ pre-plan
+//!            ─▶ state (incremental aggregate) ─▶ emit ─▶ post-plan ─▶ sink ─▶ commit
+//! ```
+//!
+//! * [`sql`] knows syntax and nothing about connectors.
+//! * [`planner`] knows DataFusion and nothing about the network.
+//! * [`connector`] knows files and servers and nothing about SQL.
+//! * [`time`] and [`state`] are pure and deterministic.
+//! * [`runtime`] wires them together.
+
+pub mod catalog;
+pub mod cli;
+pub mod connector;
+pub mod error;
+pub mod planner;
+pub mod runtime;
+pub mod sql;
+pub mod state;
+pub mod telemetry;
+pub mod time;
+
+pub use error::{EngineError, Result};

@@ -1,0 +1,177 @@
+//! From query files to runnable streaming queries: resolves tables and views, plans each
+//! `INSERT INTO` with DataFusion and splits the plan into micro-batch stages.
+//!
+//! ```text
+//! source ─▶ [view plan] ─▶ window assigner ─▶ pre plan ─▶ WindowAggregate ─▶ post plan ─▶ sink
+//! source ─▶ plan ─▶ sink                                              (stateless queries)
+//! ```
+
+mod context;
+mod explain;
+mod options;
+mod split;
+mod window;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+
+pub use self::context::new_session;
+pub use self::explain::explain;
+pub use self::options::{PipelineOptions, apply_set};
+pub use self::split::SinkMapping;
+use crate::catalog::TableDef;
+use crate::error::{EngineError, Location, Result};
+use crate::runtime::slot::BatchSlot;
+use crate::sql::{CreateView, Emit, InsertInto, Located, QueryFile, Statement};
+use crate::state::WindowAggregate;
+use crate::time::window::WindowAssigner;
+
+/// A continuous query ready to run.
+#[derive(Debug)]
+pub struct QueryPlan {
+    /// Name used in logs and metrics: the file stem, with `#n` for the n-th query of a file.
+    pub name: String,
+    /// Where the `INSERT INTO` is.
+    pub location: Location,
+    /// The table read as a stream.
+    pub source: Arc<TableDef>,
+    /// Where source batches (in the source table's schema) go.
+    pub source_slot: Arc<BatchSlot>,
+    /// The stages between source and sink.
+    pub stages: Stages,
+    /// The table written.
+    pub sink: Arc<TableDef>,
+    /// How query output becomes sink rows.
+    pub sink_mapping: SinkMapping,
+    /// Emit mode.
+    pub emit: Emit,
+    /// Options in force for this query.
+    pub options: PipelineOptions,
+    /// The optimized logical plan, for `explain`.
+    pub logical: LogicalPlan,
+    /// DataFusion's execution context for the stage plans.
+    pub task_ctx: Arc<TaskContext>,
+}
+
+/// The stages of a query.
+#[derive(Debug)]
+pub enum Stages {
+    /// Filters and projections: each micro-batch flows straight through.
+    Stateless {
+        /// The whole query over the source slot.
+        plan: Arc<dyn ExecutionPlan>,
+    },
+    /// A windowed aggregation.
+    Windowed(Box<WindowedStages>),
+}
+
+/// The stages of a windowed aggregation.
+#[derive(Debug)]
+pub struct WindowedStages {
+    /// When the window function reads a view: the view over the source slot.
+    pub view: Option<Arc<dyn ExecutionPlan>>,
+    /// Adds window bounds and drops late events.
+    pub assigner: WindowAssigner,
+    /// Where windowed events go.
+    pub window_slot: Arc<BatchSlot>,
+    /// From windowed events to the aggregate's input (WHERE, projections).
+    pub pre: Arc<dyn ExecutionPlan>,
+    /// Builds the incremental aggregate.
+    pub aggregate: split::AggregateTemplate,
+    /// Where aggregate output goes.
+    pub aggregate_slot: Arc<BatchSlot>,
+    /// From aggregate output to the query's output (HAVING, SELECT list).
+    pub post: Arc<dyn ExecutionPlan>,
+}
+
+impl WindowedStages {
+    /// A fresh, empty aggregate for this query.
+    pub fn new_aggregate(&self) -> Result<WindowAggregate> {
+        self.aggregate.instantiate()
+    }
+}
+
+/// Everything the query files declare, planned.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    /// Declared tables by name.
+    pub tables: Vec<Arc<TableDef>>,
+    /// The continuous queries.
+    pub queries: Vec<QueryPlan>,
+}
+
+struct Declarations {
+    tables: Vec<Arc<TableDef>>,
+    views: Vec<Located<CreateView>>,
+    inserts: Vec<(String, Located<InsertInto>, PipelineOptions)>,
+}
+
+/// Plans every statement of `files` (already in load order). Returns what planned and an
+/// error for everything that did not: a broken query does not stop the others.
+pub async fn plan_pipeline(files: &[QueryFile], base: &PipelineOptions) -> (Pipeline, Vec<EngineError>) {
+    let mut errors = vec![];
+    let declarations = declare(files, base, &mut errors);
+    let mut queries = vec![];
+    for (name, insert, options) in &declarations.inserts {
+        match split::plan_insert(name, insert, options, &declarations.tables, &declarations.views).await {
+            Ok(query) => queries.push(query),
+            Err(err) => errors.push(err),
+        }
+    }
+    (Pipeline { tables: declarations.tables, queries }, errors)
+}
+
+fn declare(files: &[QueryFile], base: &PipelineOptions, errors: &mut Vec<EngineError>) -> Declarations {
+    let scratch = new_session().state();
+    let mut options = base.clone();
+    let mut tables: Vec<Arc<TableDef>> = vec![];
+    let mut views: Vec<Located<CreateView>> = vec![];
+    let mut inserts = vec![];
+    let mut names: HashMap<String, Location> = HashMap::new();
+    for file in files {
+        let stem = file.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let mut count = 0;
+        for statement in &file.statements {
+            let at = &statement.location;
+            let mut declare_name = |name: &str| declare_once(&mut names, name, at);
+            let result = match &statement.node {
+                Statement::Set(set) => apply_set(&mut options, set, at),
+                Statement::CreateTable(create) => {
+                    if create.if_not_exists && tables.iter().any(|t| t.name == create.name) {
+                        Ok(())
+                    } else {
+                        declare_name(&create.name).and_then(|()| {
+                            let located = Located { location: at.clone(), node: create.clone() };
+                            TableDef::resolve(&located, &scratch).map(|t| tables.push(Arc::new(t)))
+                        })
+                    }
+                }
+                Statement::CreateView(view) => declare_name(&view.name).map(|()| {
+                    views.push(Located { location: at.clone(), node: view.clone() });
+                }),
+                Statement::Insert(insert) => {
+                    count += 1;
+                    let name = if count == 1 { stem.clone() } else { format!("{stem}#{count}") };
+                    inserts.push((name, Located { location: at.clone(), node: insert.clone() }, options.clone()));
+                    Ok(())
+                }
+            };
+            if let Err(err) = result {
+                errors.push(err);
+            }
+        }
+    }
+    Declarations { tables, views, inserts }
+}
+
+fn declare_once(names: &mut HashMap<String, Location>, name: &str, at: &Location) -> Result<()> {
+    if let Some(first) = names.get(name) {
+        return crate::sql_err!(at, "'{name}' is already declared at {first}");
+    }
+    names.insert(name.to_string(), at.clone());
+    Ok(())
+}

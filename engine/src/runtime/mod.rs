@@ -1,0 +1,6 @@
+//! Runs planned queries: the micro-batch loop that wires source, stages, state and sink.
+
+pub mod pipeline;
+pub mod slot;
+
+pub use pipeline::{QueryRunner, StepOutcome};

@@ -1,0 +1,313 @@
+//! One query's micro-batch loop: poll → decode → watermark → window → aggregate → emit → sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::max;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use metrics::{counter, gauge, histogram};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::TableDef;
+use crate::connector::filesystem::FileSource;
+use crate::connector::{ChangeKind, ConnectorSpec, SinkWriter, SourceReader, open_sink};
+use crate::error::{EngineError, Result};
+use crate::planner::{QueryPlan, Stages};
+use crate::state::{Trigger, WindowAggregate};
+use crate::telemetry::metrics as m;
+use crate::time::to_nanos;
+use crate::time::watermark::WatermarkTracker;
+
+/// What one micro-batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Rows read from the source.
+    pub rows_in: usize,
+    /// Rows written to the sink (upserts and deletes).
+    pub rows_out: usize,
+    /// A partition returned a full batch: more input is probably waiting.
+    pub more_available: bool,
+    /// Bounded input is fully processed and every window closed.
+    pub finished: bool,
+}
+
+/// Runs one continuous query.
+pub struct QueryRunner {
+    plan: QueryPlan,
+    source: Box<dyn SourceReader>,
+    sink: Box<dyn SinkWriter>,
+    watermarks: WatermarkTracker,
+    aggregate: Option<WindowAggregate>,
+    epoch: u64,
+    bounded: bool,
+    partitions: usize,
+    finished_partitions: usize,
+}
+
+impl std::fmt::Debug for QueryRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryRunner").field("query", &self.plan.name).field("epoch", &self.epoch).finish()
+    }
+}
+
+impl QueryRunner {
+    /// Opens the query's source and sink. `bounded` reads the input once to its end and closes
+    /// every window (`--once`).
+    pub fn new(plan: QueryPlan, bounded: bool) -> Result<Self> {
+        let source: Box<dyn SourceReader> = match &plan.source.connector {
+            ConnectorSpec::Filesystem(options) => Box::new(FileSource::new(
+                &plan.source.name,
+                options,
+                Arc::clone(&plan.source.raw_schema),
+                plan.source.source_columns.clone(),
+                bounded,
+            )),
+            other => {
+                return Err(EngineError::Internal(format!("{} cannot be a source", other.name())));
+            }
+        };
+        let sink = open_sink(&plan.sink.name, &plan.sink.connector, Arc::clone(&plan.sink_mapping.schema))?;
+        let idle_timeout = plan.source.idle_timeout.or(plan.options.idle_timeout);
+        let aggregate = match &plan.stages {
+            Stages::Windowed(stages) => Some(stages.new_aggregate()?),
+            Stages::Stateless { .. } => None,
+        };
+        Ok(Self {
+            plan,
+            source,
+            sink,
+            watermarks: WatermarkTracker::new(idle_timeout),
+            aggregate,
+            epoch: 0,
+            bounded,
+            partitions: 0,
+            finished_partitions: 0,
+        })
+    }
+
+    /// The query's name.
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// The combined watermark, nanoseconds since the epoch.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermarks.current()
+    }
+
+    /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let mut failures = 0u32;
+        loop {
+            let started = Instant::now();
+            let outcome = match self.step().await {
+                Ok(outcome) => {
+                    failures = 0;
+                    outcome
+                }
+                Err(err) if !self.bounded && !err.is_user_error() => {
+                    failures += 1;
+                    let wait = backoff(failures);
+                    tracing::warn!(query = %self.plan.name, error = %err, retry_in = ?wait, "micro-batch failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(wait) => continue,
+                    }
+                }
+                Err(err) => return Err(err),
+            };
+            if outcome.finished {
+                tracing::info!(query = %self.plan.name, "input finished; every window closed");
+                return Ok(());
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if self.bounded || outcome.more_available {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(started + self.plan.options.trigger_interval) => {}
+            }
+        }
+    }
+
+    /// Runs one micro-batch.
+    pub async fn step(&mut self) -> Result<StepOutcome> {
+        let started = std::time::Instant::now();
+        let labels = [("query", self.plan.name.clone())];
+        let max_rows = self.plan.options.max_rows_per_partition;
+        let polled = self.source.poll(max_rows).await?;
+        let now = Instant::now();
+        for partition in self.partitions..polled.partitions {
+            self.watermarks.register(partition, now);
+        }
+        self.partitions = self.partitions.max(polled.partitions);
+        for &partition in &polled.finished {
+            self.watermarks.finish(partition, now);
+        }
+        self.finished_partitions += polled.finished.len();
+        for bad in &polled.malformed {
+            tracing::warn!(query = %self.plan.name, location = %bad.location, error = %bad.error, "malformed record skipped");
+        }
+        counter!(m::MALFORMED, &labels).increment(polled.malformed.len() as u64);
+
+        let mut outcome = StepOutcome::default();
+        let watermark_before = self.watermarks.current();
+        let mut batches = Vec::with_capacity(polled.batches.len());
+        for part in polled.batches {
+            outcome.rows_in += part.batch.num_rows();
+            outcome.more_available |= part.batch.num_rows() >= max_rows;
+            let batch = self.plan.source.complete(&part.batch)?;
+            self.watermarks.observe(part.partition, watermark_of(&self.plan.source, &batch)?, now);
+            batches.push(batch);
+        }
+        counter!(m::ROWS_IN, &labels).increment(outcome.rows_in as u64);
+        let watermark = self.watermarks.advance(now);
+        let end_of_input = self.bounded && self.finished_partitions >= self.partitions && !outcome.more_available;
+
+        let task_ctx = Arc::clone(&self.plan.task_ctx);
+        let (upserts, deletes) = match (&self.plan.stages, self.aggregate.as_mut()) {
+            (Stages::Stateless { plan }, _) => {
+                self.plan.source_slot.fill(batches);
+                (collect(Arc::clone(plan), task_ctx).await?, vec![])
+            }
+            (Stages::Windowed(stages), Some(aggregate)) => {
+                let input = match &stages.view {
+                    Some(view) => {
+                        self.plan.source_slot.fill(batches);
+                        collect(Arc::clone(view), Arc::clone(&task_ctx)).await?
+                    }
+                    None => batches,
+                };
+                let lateness = nanos(self.plan.options.allowed_lateness);
+                let drop_before = watermark_before.map(|w| w.saturating_sub(lateness));
+                let mut windowed = Vec::with_capacity(input.len());
+                let mut late = 0;
+                for batch in &input {
+                    let (assigned, dropped) = stages.assigner.assign(batch, drop_before)?;
+                    late += dropped.late;
+                    if dropped.null_time > 0 {
+                        tracing::warn!(query = %self.plan.name, rows = dropped.null_time, "events without an event time skipped");
+                        counter!(m::MALFORMED, &labels).increment(dropped.null_time as u64);
+                    }
+                    windowed.push(assigned);
+                }
+                if late > 0 {
+                    tracing::debug!(query = %self.plan.name, late, "late events dropped");
+                }
+                counter!(m::LATE_EVENTS, &labels).increment(late as u64);
+                stages.window_slot.fill(windowed);
+                for batch in collect(Arc::clone(&stages.pre), Arc::clone(&task_ctx)).await? {
+                    aggregate.update(&batch)?;
+                }
+                let trigger = Trigger {
+                    on_close: self.plan.emit == crate::sql::Emit::OnWindowClose,
+                    watermark,
+                    lateness,
+                    end_of_input,
+                };
+                let emitted = aggregate.emit(trigger)?;
+                gauge!(m::WINDOW_GROUPS, &labels).set(aggregate.num_groups() as f64);
+                let upserts = run_post(&stages.post, &stages.aggregate_slot, emitted.upserts, &task_ctx).await?;
+                let deletes = run_post(&stages.post, &stages.aggregate_slot, emitted.deletes, &task_ctx).await?;
+                (upserts, deletes)
+            }
+            (Stages::Windowed(_), None) => return Err(EngineError::Internal("windowed query without state".into())),
+        };
+        for (batches, kind) in [(upserts, ChangeKind::Upsert), (deletes, ChangeKind::Delete)] {
+            for batch in batches {
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                let mapped = self.plan.sink_mapping.apply(&batch)?;
+                outcome.rows_out += mapped.num_rows();
+                self.write_with_retry(&mapped, kind).await?;
+            }
+        }
+        self.commit_with_retry().await?;
+        self.epoch += 1;
+        counter!(m::ROWS_OUT, &labels).increment(outcome.rows_out as u64);
+        histogram!(m::BATCH_DURATION, &labels).record(started.elapsed().as_secs_f64());
+        if let Some(w) = watermark {
+            let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall) - w) as f64 / 1e9);
+        }
+        outcome.finished = end_of_input;
+        Ok(outcome)
+    }
+
+    async fn write_with_retry(&mut self, batch: &RecordBatch, kind: ChangeKind) -> Result<()> {
+        let mut failures = 0;
+        loop {
+            match self.sink.write(self.epoch, batch, kind).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    failures += 1;
+                    sink_failed(&self.plan.name, self.bounded, err, failures).await?;
+                }
+            }
+        }
+    }
+
+    async fn commit_with_retry(&mut self) -> Result<()> {
+        let mut failures = 0;
+        loop {
+            match self.sink.commit(self.epoch).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    failures += 1;
+                    sink_failed(&self.plan.name, self.bounded, err, failures).await?;
+                }
+            }
+        }
+    }
+
+}
+
+/// Counts and logs a sink failure and waits before the retry; gives up on bounded input after
+/// a few attempts.
+async fn sink_failed(query: &str, bounded: bool, err: EngineError, failures: u32) -> Result<()> {
+    counter!(m::SINK_ERRORS, "query" => query.to_string()).increment(1);
+    if bounded && failures >= 5 {
+        return Err(err);
+    }
+    let wait = backoff(failures);
+    tracing::warn!(query, error = %err, retry_in = ?wait, "sink write failed; retrying, nothing is committed until it succeeds");
+    tokio::time::sleep(wait).await;
+    Ok(())
+}
+
+/// Exponential backoff from 100 ms to 30 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(9).saturating_sub(1))).min(Duration::from_secs(30))
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The greatest watermark value of a batch of the source table.
+fn watermark_of(table: &TableDef, batch: &RecordBatch) -> Result<Option<i64>> {
+    let Some(watermark) = &table.watermark else { return Ok(None) };
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    let values = watermark.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let values = to_nanos(&values)?;
+    Ok(max(&values))
+}
+
+async fn run_post(
+    post: &Arc<dyn ExecutionPlan>,
+    slot: &Arc<crate::runtime::slot::BatchSlot>,
+    batch: Option<RecordBatch>,
+    task_ctx: &Arc<datafusion::execution::TaskContext>,
+) -> Result<Vec<RecordBatch>> {
+    let Some(batch) = batch else { return Ok(vec![]) };
+    slot.fill(vec![batch]);
+    Ok(collect(Arc::clone(post), Arc::clone(task_ctx)).await?)
+}

@@ -1,0 +1,43 @@
+//! Metric names and the recorder. Labels stay bounded: query, source, partition; never symbol.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Rows read from the source, per query.
+pub const ROWS_IN: &str = "engine_rows_in_total";
+/// Rows written to the sink, per query.
+pub const ROWS_OUT: &str = "engine_rows_out_total";
+/// Wall time of one micro-batch, per query.
+pub const BATCH_DURATION: &str = "engine_batch_duration_seconds";
+/// Wall clock minus watermark, per query.
+pub const WATERMARK_DELAY: &str = "engine_watermark_delay_seconds";
+/// Events dropped for being later than the allowed lateness, per query.
+pub const LATE_EVENTS: &str = "engine_late_events_total";
+/// Records that could not be decoded, per query.
+pub const MALFORMED: &str = "engine_malformed_total";
+/// Failed sink writes (each retried), per query.
+pub const SINK_ERRORS: &str = "engine_sink_errors_total";
+/// Failed source reads (each retried), per query.
+pub const SOURCE_ERRORS: &str = "engine_source_errors_total";
+/// Window groups held in state, per query.
+pub const WINDOW_GROUPS: &str = "engine_window_groups";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_duration_seconds".into()),
+                &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+            )
+            .expect("bucket list is not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder (a test harness) may already be installed; ours then stays unused.
+        let _ignored = metrics::set_global_recorder(recorder);
+        handle
+    })
+}

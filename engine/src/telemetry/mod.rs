@@ -1,0 +1,4 @@
+//! Metrics and the HTTP endpoints that expose them.
+
+pub mod http;
+pub mod metrics;
