@@ -152,6 +152,19 @@ pub struct Polled {
 pub trait SourceReader: Send {
     /// Reads at most `max_rows` rows from each partition that has rows available.
     async fn poll(&mut self, max_rows: usize) -> Result<Polled>;
+
+    /// Where reading stands, to be stored in a checkpoint: everything [`restore`](Self::restore)
+    /// needs to resume right after the last row returned by [`poll`](Self::poll).
+    fn position(&self) -> serde_json::Value;
+
+    /// Resumes from a position taken by [`position`](Self::position), before the first poll.
+    async fn restore(&mut self, position: &serde_json::Value) -> Result<()>;
+
+    /// Called once a checkpoint holding `position` is durable (a Kafka source commits its
+    /// offsets to the consumer group here, so lag is visible to Kafka tools).
+    async fn checkpointed(&mut self, _position: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Whether a sink row is new or changed, or no longer exists.

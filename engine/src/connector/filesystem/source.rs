@@ -353,8 +353,50 @@ impl FileSource {
     }
 }
 
+/// The checkpointed position of one file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FilePosition {
+    path: PathBuf,
+    position: u64,
+    line: u64,
+    records: u64,
+    finished: bool,
+}
+
 #[async_trait]
 impl SourceReader for FileSource {
+    fn position(&self) -> serde_json::Value {
+        let files: Vec<FilePosition> = self
+            .partitions
+            .iter()
+            .map(|p| FilePosition {
+                path: p.path.clone(),
+                position: p.position,
+                line: p.line,
+                records: p.records,
+                finished: p.finished,
+            })
+            .collect();
+        serde_json::json!({ "files": files })
+    }
+
+    async fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        let files: Vec<FilePosition> = serde_json::from_value(position["files"].clone())
+            .map_err(|e| self.error(format!("unreadable checkpoint position: {e}")))?;
+        self.partitions = files
+            .into_iter()
+            .map(|f| Partition {
+                path: f.path,
+                reader: None,
+                position: f.position,
+                line: f.line,
+                records: f.records,
+                finished: f.finished,
+            })
+            .collect();
+        Ok(())
+    }
+
     async fn poll(&mut self, max_rows: usize) -> Result<Polled> {
         self.discover()?;
         let mut polled = Polled::default();
