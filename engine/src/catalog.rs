@@ -108,10 +108,10 @@ impl TableDef {
                             )
                         })?),
                     };
-                    if let SourceColumn::Metadata(_) = kind {
-                        if data_type != DataType::Int64 {
-                            return crate::sql_err!(at, "metadata column '{}' must be BIGINT", c.name);
-                        }
+                    if let SourceColumn::Metadata(key) = kind
+                        && !key.accepts(&data_type)
+                    {
+                        return crate::sql_err!(at, "metadata column '{}' must be {}", c.name, key.sql_types());
                     }
                     layout.push(Ok(raw_fields.len()));
                     raw_fields.push(Field::new(&c.name, data_type, c.nullable));
@@ -208,6 +208,28 @@ impl TableDef {
         })
     }
 
+    /// The table with columns described by the connector's server rather than declared (a
+    /// Cassandra table's), replacing its connector options with `connector`.
+    pub fn with_external_columns(
+        &self,
+        schema: SchemaRef,
+        primary_key: Vec<String>,
+        connector: ConnectorSpec,
+    ) -> Self {
+        let width = schema.fields().len();
+        Self {
+            connector,
+            declared: true,
+            raw_schema: Arc::clone(&schema),
+            schema,
+            source_columns: vec![SourceColumn::Physical; width],
+            layout: (0..width).map(Ok).collect(),
+            computed: vec![],
+            primary_key,
+            ..self.clone()
+        }
+    }
+
     /// Whether the table declares computed columns, metadata columns or a watermark, which only
     /// a source can have.
     pub fn has_source_only_columns(&self) -> bool {
@@ -254,15 +276,16 @@ pub fn plan_expr(
 
 /// A DataFusion error as one readable line, without backtraces or nested prefixes.
 pub fn df_message(err: &datafusion::error::DataFusionError) -> String {
-    let root = err.find_root();
-    let text = match root.diagnostic() {
-        Some(d) => d.message.clone(),
-        None => root.strip_backtrace(),
-    };
-    for prefix in ["Error during planning: ", "Schema error: ", "Arrow error: ", "Execution error: "] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            return rest.to_string();
+    let text = match err.diagnostic() {
+        Some(d) => {
+            let details = d.notes.iter().map(|n| &n.message).chain(d.helps.iter().map(|h| &h.message));
+            std::iter::once(&d.message).chain(details).cloned().collect::<Vec<_>>().join("; ")
         }
+        None => err.find_root().strip_backtrace(),
+    };
+    let mut text = text.as_str();
+    for prefix in ["Error during planning: ", "Schema error: ", "Arrow error: ", "Execution error: "] {
+        text = text.strip_prefix(prefix).unwrap_or(text);
     }
-    text
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

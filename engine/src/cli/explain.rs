@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{load_and_plan, print_errors};
+use super::{load_and_plan, print_errors, process_env};
 use crate::planner::{PipelineOptions, explain as describe};
 
 /// Prints how each query of `file` runs.
@@ -12,7 +12,7 @@ pub async fn explain(file: &Path) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} is not a file; explain takes one .sql file", file.display());
     }
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let (pipeline, errors) = load_and_plan(dir, &PipelineOptions::default()).await;
+    let (pipeline, errors) = load_and_plan(dir, &process_env, &PipelineOptions::default()).await;
     let ours: Vec<_> = errors.into_iter().filter(|e| e.to_string().starts_with(&file.display().to_string())).collect();
     let queries: Vec<_> = pipeline.queries.iter().filter(|q| q.location.file.as_path() == file).collect();
     for query in &queries {

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::EngineError;
 use crate::planner::{Pipeline, PipelineOptions, plan_pipeline};
-use crate::sql::load_dir;
+use crate::sql::{VarLookup, load_dir, process_env};
 
 /// Streaming SQL over market data: windowed queries in `.sql` files, run continuously.
 #[derive(Debug, Parser)]
@@ -98,9 +98,14 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Loads and plans a directory, returning the pipeline and every error found.
-pub async fn load_and_plan(dir: &std::path::Path, options: &PipelineOptions) -> (Pipeline, Vec<EngineError>) {
-    let (files, mut errors) = load_dir(dir);
+/// Loads and plans a directory (`${VAR}` from `vars`), returning the pipeline and every error
+/// found.
+pub async fn load_and_plan(
+    dir: &std::path::Path,
+    vars: VarLookup<'_>,
+    options: &PipelineOptions,
+) -> (Pipeline, Vec<EngineError>) {
+    let (files, mut errors) = load_dir(dir, vars);
     let (pipeline, mut plan_errors) = plan_pipeline(&files, options).await;
     errors.append(&mut plan_errors);
     (pipeline, errors)

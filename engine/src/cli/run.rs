@@ -4,14 +4,14 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{RunArgs, load_and_plan, print_errors};
+use super::{RunArgs, load_and_plan, print_errors, process_env};
 use crate::planner::PipelineOptions;
 use crate::runtime::QueryRunner;
 use crate::telemetry::http::{Readiness, serve};
 
 /// Runs every query that planned; broken files are reported and skipped.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (mut pipeline, errors) = load_and_plan(&args.queries, &PipelineOptions::default()).await;
+    let (mut pipeline, errors) = load_and_plan(&args.queries, &process_env, &PipelineOptions::default()).await;
     print_errors(&errors);
     if pipeline.queries.is_empty() {
         anyhow::bail!("no query to run in {}", args.queries.display());
@@ -28,7 +28,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             query.options.trigger_interval = interval;
         }
         let name = query.name.clone();
-        let runner = QueryRunner::new(query, args.once)?;
+        let runner = QueryRunner::new(query, args.once).await?;
         tracing::info!(query = %name, "query started");
         let token = shutdown.clone();
         tasks.spawn(async move { (name, runner.run(token).await) });

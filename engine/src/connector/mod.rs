@@ -2,11 +2,13 @@
 //! about SQL semantics.
 
 pub mod blackhole;
+pub mod cassandra;
 pub mod filesystem;
+pub mod kafka;
 pub mod stdout;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
@@ -19,6 +21,10 @@ pub enum MetadataKey {
     Partition,
     /// The row's position in its partition.
     Offset,
+    /// The record's timestamp (Kafka: create or log-append time).
+    Timestamp,
+    /// The record's key as text (Kafka).
+    Key,
 }
 
 impl MetadataKey {
@@ -27,6 +33,28 @@ impl MetadataKey {
         match self {
             MetadataKey::Partition => "partition",
             MetadataKey::Offset => "offset",
+            MetadataKey::Timestamp => "timestamp",
+            MetadataKey::Key => "key",
+        }
+    }
+
+    /// Whether a column of type `data_type` can hold this metadata.
+    pub fn accepts(self, data_type: &DataType) -> bool {
+        match self {
+            MetadataKey::Partition | MetadataKey::Offset => data_type == &DataType::Int64,
+            MetadataKey::Timestamp => {
+                matches!(data_type, DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None))
+            }
+            MetadataKey::Key => data_type == &DataType::Utf8,
+        }
+    }
+
+    /// The SQL types [`accepts`](Self::accepts) allows, for error messages.
+    pub fn sql_types(self) -> &'static str {
+        match self {
+            MetadataKey::Partition | MetadataKey::Offset => "BIGINT",
+            MetadataKey::Timestamp => "TIMESTAMP(3) or BIGINT (milliseconds since the epoch)",
+            MetadataKey::Key => "TEXT",
         }
     }
 }
@@ -40,25 +68,25 @@ pub enum ConnectorSpec {
     Stdout,
     /// Rows counted and dropped.
     Blackhole,
+    /// A Kafka topic of JSON messages.
+    Kafka(kafka::KafkaOptions),
+    /// A Cassandra table.
+    Cassandra(cassandra::CassandraOptions),
 }
 
 /// Every connector name, for error messages.
-pub const CONNECTORS: &[&str] = &["filesystem", "stdout", "blackhole"];
+pub const CONNECTORS: &[&str] = &["filesystem", "kafka", "cassandra", "stdout", "blackhole"];
 
 impl ConnectorSpec {
     /// Takes `connector` and the connector's own options from `options`.
     pub fn from_options(options: &mut Options) -> Result<Self> {
-        let connector = options.pull_required("connector", "one of filesystem, stdout, blackhole")?;
+        let connector = options.pull_required("connector", "one of filesystem, kafka, cassandra, stdout, blackhole")?;
         match connector.value.to_ascii_lowercase().as_str() {
             "filesystem" => Ok(Self::Filesystem(filesystem::FilesystemOptions::from_options(options)?)),
             "stdout" => Ok(Self::Stdout),
             "blackhole" => Ok(Self::Blackhole),
-            "kafka" | "cassandra" => crate::sql_err!(
-                connector.location,
-                "connector '{}' is not available in this build yet; use one of: {}",
-                connector.value,
-                CONNECTORS.join(", ")
-            ),
+            "kafka" => Ok(Self::Kafka(kafka::KafkaOptions::from_options(options)?)),
+            "cassandra" => Ok(Self::Cassandra(cassandra::CassandraOptions::from_options(options)?)),
             other => crate::sql_err!(
                 connector.location,
                 "unknown connector '{other}'; expected one of: {}",
@@ -71,6 +99,8 @@ impl ConnectorSpec {
     pub fn accepted_options(&self) -> &'static [&'static str] {
         match self {
             Self::Filesystem(_) => filesystem::OPTIONS,
+            Self::Kafka(_) => kafka::OPTIONS,
+            Self::Cassandra(_) => cassandra::OPTIONS,
             Self::Stdout | Self::Blackhole => &["connector"],
         }
     }
@@ -81,12 +111,19 @@ impl ConnectorSpec {
             Self::Filesystem(_) => "filesystem",
             Self::Stdout => "stdout",
             Self::Blackhole => "blackhole",
+            Self::Kafka(_) => "kafka",
+            Self::Cassandra(_) => "cassandra",
         }
     }
 
     /// Whether the connector can be read as a stream.
     pub fn is_source(&self) -> bool {
-        matches!(self, Self::Filesystem(_))
+        matches!(self, Self::Filesystem(_) | Self::Kafka(_))
+    }
+
+    /// Whether the connector can be written.
+    pub fn is_sink(&self) -> bool {
+        !matches!(self, Self::Kafka(_))
     }
 
     /// The metadata keys the connector can fill.
@@ -94,6 +131,10 @@ impl ConnectorSpec {
         match (self, key) {
             (Self::Filesystem(_), "partition") => Some(MetadataKey::Partition),
             (Self::Filesystem(_), "offset") => Some(MetadataKey::Offset),
+            (Self::Kafka(_), "partition") => Some(MetadataKey::Partition),
+            (Self::Kafka(_), "offset") => Some(MetadataKey::Offset),
+            (Self::Kafka(_), "timestamp") => Some(MetadataKey::Timestamp),
+            (Self::Kafka(_), "key") => Some(MetadataKey::Key),
             _ => None,
         }
     }
@@ -102,7 +143,8 @@ impl ConnectorSpec {
     pub fn accepts_deletes(&self) -> bool {
         match self {
             Self::Filesystem(options) => options.format != filesystem::FileFormat::Parquet,
-            Self::Stdout | Self::Blackhole => true,
+            Self::Stdout | Self::Blackhole | Self::Cassandra(_) => true,
+            Self::Kafka(_) => false,
         }
     }
 }
@@ -191,5 +233,12 @@ pub fn open_sink(table: &str, spec: &ConnectorSpec, schema: SchemaRef) -> Result
         ConnectorSpec::Filesystem(options) => Box::new(filesystem::FileSink::new(table, options, schema)?),
         ConnectorSpec::Stdout => Box::<stdout::StdoutSink>::default(),
         ConnectorSpec::Blackhole => Box::new(blackhole::BlackholeSink),
+        ConnectorSpec::Cassandra(options) => Box::new(cassandra::CassandraSink::new(table, options, schema)?),
+        ConnectorSpec::Kafka(_) => {
+            return Err(crate::error::EngineError::connector(
+                format!("kafka table '{table}'"),
+                "the kafka connector can only be read",
+            ));
+        }
     })
 }

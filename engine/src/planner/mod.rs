@@ -24,6 +24,8 @@ pub use self::explain::explain;
 pub use self::options::{PipelineOptions, apply_set};
 pub use self::split::SinkMapping;
 use crate::catalog::TableDef;
+use crate::connector::ConnectorSpec;
+use crate::connector::cassandra::CassandraOptions;
 use crate::error::{EngineError, Location, Result};
 use crate::runtime::slot::BatchSlot;
 use crate::sql::{CreateView, Emit, InsertInto, Located, QueryFile, Statement};
@@ -114,7 +116,8 @@ struct Declarations {
 /// error for everything that did not: a broken query does not stop the others.
 pub async fn plan_pipeline(files: &[QueryFile], base: &PipelineOptions) -> (Pipeline, Vec<EngineError>) {
     let mut errors = vec![];
-    let declarations = declare(files, base, &mut errors);
+    let mut declarations = declare(files, base, &mut errors);
+    describe_external_tables(&mut declarations.tables, &mut errors).await;
     let mut queries = vec![];
     for (name, insert, options) in &declarations.inserts {
         match split::plan_insert(name, insert, options, &declarations.tables, &declarations.views).await {
@@ -123,6 +126,27 @@ pub async fn plan_pipeline(files: &[QueryFile], base: &PipelineOptions) -> (Pipe
         }
     }
     (Pipeline { tables: declarations.tables, queries }, errors)
+}
+
+/// Fills in the columns of tables whose columns live on a server (Cassandra tables), so that
+/// queries writing them are checked against the real table. A table that cannot be described
+/// stays without columns; queries writing it are refused.
+async fn describe_external_tables(tables: &mut [Arc<TableDef>], errors: &mut Vec<EngineError>) {
+    for table in tables.iter_mut() {
+        let ConnectorSpec::Cassandra(options) = &table.connector else { continue };
+        if table.declared {
+            errors.push(EngineError::sql(table.location.clone(), format!("table '{}': the columns of a cassandra table come from Cassandra itself; remove the column list", table.name)));
+            continue;
+        }
+        match options.describe().await {
+            Ok(described) => {
+                let (schema, key) = (described.schema(), described.primary_key());
+                let options = CassandraOptions { columns: Some(Arc::new(described)), ..options.clone() };
+                *table = Arc::new(table.with_external_columns(schema, key, ConnectorSpec::Cassandra(options)));
+            }
+            Err(message) => errors.push(EngineError::sql(table.location.clone(), format!("table '{}': {message}", table.name))),
+        }
+    }
 }
 
 fn declare(files: &[QueryFile], base: &PipelineOptions, errors: &mut Vec<EngineError>) -> Declarations {

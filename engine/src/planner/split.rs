@@ -24,6 +24,8 @@ use super::context::new_session;
 use super::window::{WindowCall, rewrite_windows, window_bound};
 use super::{PipelineOptions, QueryPlan, Stages, WindowedStages};
 use crate::catalog::{TableDef, df_message};
+use crate::connector::ConnectorSpec;
+use crate::connector::cassandra::CassandraOptions;
 use crate::error::{EngineError, Location, Result};
 use crate::runtime::slot::{BatchSlot, SlotTable};
 use crate::sql::{CreateView, Emit, InsertInto, Located};
@@ -95,7 +97,7 @@ impl SinkMapping {
 }
 
 fn df_error(err: DataFusionError, at: &Location) -> EngineError {
-    let span = err.find_root().diagnostic().and_then(|d| d.span).filter(|s| s.start.line > 0);
+    let span = err.diagnostic().and_then(|d| d.span).filter(|s| s.start.line > 0);
     let location = match span {
         Some(span) => Location::new(&at.file, span.start.line, span.start.column),
         None => at.clone(),
@@ -203,7 +205,7 @@ pub async fn plan_insert(
         return crate::sql_err!(at, "INSERT INTO '{}': no such table; declare it with CREATE TABLE", insert.node.table);
     };
     let plan = qc.plan_query(insert.node.query.clone(), at).await?;
-    refuse_unstreamable(&plan, at)?;
+    refuse_unstreamable(&plan, &clause_location(&insert.node.query, Clause::OrderBy, at))?;
     let optimized = qc.optimize(&plan, at)?;
     let scans = scanned_tables(&optimized);
     let [scan] = scans.as_slice() else {
@@ -221,6 +223,7 @@ pub async fn plan_insert(
                 return crate::sql_err!(at, "EMIT ON WINDOW CLOSE needs a windowed aggregate (TUMBLE, HOP or SESSION with GROUP BY window_start, window_end)");
             }
             if has_aggregate(&optimized) {
+                let at = clause_location(&insert.node.query, Clause::GroupBy, at);
                 return crate::sql_err!(at, "this query aggregates without a window, so its results would never be final; aggregate over TUMBLE, HOP or SESSION and GROUP BY window_start, window_end");
             }
             let source = streaming_source(&qc, scan, at)?;
@@ -283,6 +286,32 @@ fn refuse_unstreamable(plan: &LogicalPlan, at: &Location) -> Result<()> {
     match problem {
         Some(message) => crate::sql_err!(at, "{message}"),
         None => Ok(()),
+    }
+}
+
+/// A clause of a query whose position an error can point at.
+#[derive(Debug, Clone, Copy)]
+enum Clause {
+    OrderBy,
+    GroupBy,
+}
+
+/// Where `clause` starts in `query` (its first expression), else `fallback`.
+fn clause_location(query: &ast::Query, clause: Clause, fallback: &Location) -> Location {
+    use datafusion::sql::sqlparser::ast::Spanned;
+    let span = match clause {
+        Clause::OrderBy => query.order_by.as_ref().map(|o| o.span()),
+        Clause::GroupBy => match query.body.as_ref() {
+            ast::SetExpr::Select(select) => match &select.group_by {
+                ast::GroupByExpr::Expressions(exprs, _) => exprs.first().map(|e| e.span()),
+                ast::GroupByExpr::All(_) => None,
+            },
+            _ => None,
+        },
+    };
+    match span {
+        Some(span) if span.start.line > 0 => Location::new(&fallback.file, span.start.line, span.start.column),
+        _ => fallback.clone(),
     }
 }
 
@@ -465,6 +494,12 @@ fn map_to_sink(output: &SchemaRef, sink: &TableDef, insert: &InsertInto, at: &Lo
     if sink.has_source_only_columns() {
         return crate::sql_err!(at, "table '{}' declares computed, metadata or watermark columns, so it can only be read", sink.name);
     }
+    if !sink.connector.is_sink() {
+        return crate::sql_err!(at, "table '{}' uses the {} connector, which can only be read", sink.name, sink.connector.name());
+    }
+    if let ConnectorSpec::Cassandra(cassandra) = &sink.connector {
+        return map_by_name(output, sink, cassandra, insert, at);
+    }
     if !sink.declared {
         let fields: Vec<Field> = output.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
         return Ok(SinkMapping { schema: Arc::new(Schema::new(fields)), sources: (0..output.fields().len()).collect() });
@@ -498,6 +533,40 @@ fn map_to_sink(output: &SchemaRef, sink: &TableDef, insert: &InsertInto, at: &Lo
         }
     }
     Ok(SinkMapping { schema: Arc::clone(target), sources })
+}
+
+/// Maps query output to a Cassandra table's columns by name (or by the INSERT column list):
+/// every primary key column must be written and every written column must take the value's type.
+fn map_by_name(output: &SchemaRef, sink: &TableDef, cassandra: &CassandraOptions, insert: &InsertInto, at: &Location) -> Result<SinkMapping> {
+    let Some(table) = &cassandra.columns else {
+        return crate::sql_err!(at, "the columns of table '{}' could not be read from Cassandra (see the error at {})", sink.name, sink.location);
+    };
+    let names: Vec<&str> = if insert.columns.is_empty() {
+        output.fields().iter().map(|f| f.name().as_str()).collect()
+    } else if insert.columns.len() != output.fields().len() {
+        return crate::sql_err!(at, "{} columns are listed but the query produces {}", insert.columns.len(), output.fields().len());
+    } else {
+        insert.columns.iter().map(String::as_str).collect()
+    };
+    let mut fields = vec![];
+    let mut sources = vec![];
+    for (source, name) in names.iter().enumerate() {
+        if table.column(name).is_none() {
+            return crate::sql_err!(at, "query column {} '{name}' is not a column of Cassandra table {} ({}); alias it to one", source + 1, cassandra.qualified_name(), field_names(&table.schema()));
+        }
+        if names[..source].contains(name) {
+            return crate::sql_err!(at, "column '{name}' is written twice");
+        }
+        let data_type = table.writable(name, output.field(source).data_type()).map_err(|m| EngineError::sql(at.clone(), format!("table '{}': {m}", sink.name)))?;
+        let key = table.column(name).is_some_and(|c| c.is_key());
+        fields.push(Field::new(*name, data_type, !key));
+        sources.push(source);
+    }
+    let missing: Vec<String> = table.primary_key().into_iter().filter(|k| !names.contains(&k.as_str())).collect();
+    if !missing.is_empty() {
+        return crate::sql_err!(at, "the query does not write primary key column{} {} of Cassandra table {} (primary key: {})", if missing.len() > 1 { "s" } else { "" }, missing.join(", "), cassandra.qualified_name(), table.primary_key().join(", "));
+    }
+    Ok(SinkMapping { schema: Arc::new(Schema::new(fields)), sources })
 }
 
 fn field_names(schema: &Schema) -> String {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::TableDef;
 use crate::connector::filesystem::FileSource;
+use crate::connector::kafka::KafkaSource;
 use crate::connector::{ChangeKind, ConnectorSpec, SinkWriter, SourceReader, open_sink};
 use crate::error::{EngineError, Result};
 use crate::planner::{QueryPlan, Stages};
@@ -55,7 +56,7 @@ impl std::fmt::Debug for QueryRunner {
 impl QueryRunner {
     /// Opens the query's source and sink. `bounded` reads the input once to its end and closes
     /// every window (`--once`).
-    pub fn new(plan: QueryPlan, bounded: bool) -> Result<Self> {
+    pub async fn new(plan: QueryPlan, bounded: bool) -> Result<Self> {
         let source: Box<dyn SourceReader> = match &plan.source.connector {
             ConnectorSpec::Filesystem(options) => Box::new(FileSource::new(
                 &plan.source.name,
@@ -64,6 +65,12 @@ impl QueryRunner {
                 plan.source.source_columns.clone(),
                 bounded,
             )),
+            ConnectorSpec::Kafka(options) => Box::new(KafkaSource::new(
+                &plan.source.name,
+                options,
+                Arc::clone(&plan.source.raw_schema),
+                plan.source.source_columns.clone(),
+            )?),
             other => {
                 return Err(EngineError::Internal(format!("{} cannot be a source", other.name())));
             }

@@ -15,13 +15,21 @@ pub struct QueryFile {
     pub statements: Vec<Located<Statement>>,
 }
 
-/// Reads and parses one file, expanding `${VAR}` from the process environment.
-pub fn load_file(path: &Path) -> Result<QueryFile, Vec<EngineError>> {
+/// Looks up a variable for `${VAR}` expansion.
+pub type VarLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment as a [`VarLookup`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Reads and parses one file, expanding `${VAR}` with `vars`.
+pub fn load_file(path: &Path, vars: VarLookup<'_>) -> Result<QueryFile, Vec<EngineError>> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         vec![EngineError::io(format!("cannot read query file {}", path.display()), err)]
     })?;
     let path = Arc::new(path.to_path_buf());
-    let (statements, errors) = parse_sql(&path, &text, &|name| std::env::var(name).ok());
+    let (statements, errors) = parse_sql(&path, &text, vars);
     if errors.is_empty() { Ok(QueryFile { path, statements }) } else { Err(errors) }
 }
 
@@ -47,8 +55,9 @@ pub fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
     Ok(files)
 }
 
-/// Loads every query file of `dir`; returns the files that parsed and every error found.
-pub fn load_dir(dir: &Path) -> (Vec<QueryFile>, Vec<EngineError>) {
+/// Loads every query file of `dir`, expanding `${VAR}` with `vars`; returns the files that
+/// parsed and every error found.
+pub fn load_dir(dir: &Path, vars: VarLookup<'_>) -> (Vec<QueryFile>, Vec<EngineError>) {
     let files = match sql_files(dir) {
         Ok(files) => files,
         Err(err) => return (vec![], vec![err]),
@@ -63,7 +72,7 @@ pub fn load_dir(dir: &Path) -> (Vec<QueryFile>, Vec<EngineError>) {
     let mut loaded = vec![];
     let mut errors = vec![];
     for file in files {
-        match load_file(&file) {
+        match load_file(&file, vars) {
             Ok(parsed) => loaded.push(parsed),
             Err(mut errs) => errors.append(&mut errs),
         }

@@ -10,7 +10,7 @@ pub mod options;
 pub mod parser;
 pub mod types;
 
-pub use loader::{QueryFile, load_dir, load_file};
+pub use loader::{QueryFile, VarLookup, load_dir, load_file, process_env};
 pub use parser::{
     ColumnDef, CreateTable, CreateView, Emit, InsertInto, Located, SetOption, Statement,
     TableElement, Watermark, parse_sql,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, new_null_array};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
@@ -339,8 +339,13 @@ impl FileSource {
         let columns: Vec<ArrayRef> = self
             .columns
             .iter()
-            .map(|c| match c {
+            .zip(self.raw.fields())
+            .map(|(c, field)| match c {
                 SourceColumn::Physical => Arc::clone(physical.next().expect("one per physical column")),
+                // Files have no record timestamps or keys (`metadata` never maps them here).
+                SourceColumn::Metadata(MetadataKey::Timestamp | MetadataKey::Key) => {
+                    new_null_array(field.data_type(), batch.num_rows())
+                }
                 SourceColumn::Metadata(MetadataKey::Offset) => {
                     Arc::new(Int64Array::from_iter_values(offsets.iter().map(|o| *o as i64)))
                 }

@@ -1,0 +1,133 @@
+//! The `kafka` connector (source): JSON messages of one topic, every Kafka partition an engine
+//! partition.
+//!
+//! ```sql
+//! CREATE TABLE ticks (
+//!     symbol TEXT NOT NULL, price DOUBLE NOT NULL, "timestamp" BIGINT NOT NULL,
+//!     off BIGINT METADATA FROM 'offset',
+//!     ts AS to_timestamp("timestamp"),
+//!     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+//! ) WITH (
+//!     connector = 'kafka', topic = 'market.ticks', 'bootstrap.servers' = 'localhost:9092',
+//!     format = 'json', 'scan.startup.mode' = 'earliest-offset',
+//!     'properties.group.id' = 'candles', 'dead-letter.topic' = 'market.ticks.dlq'
+//! );
+//! ```
+//!
+//! The engine assigns itself every partition of the topic (no group rebalancing): where it
+//! resumes comes from its own checkpoint, and the offsets it checkpoints are also committed to
+//! the consumer group `properties.group.id` (default `engine.<table>`), so lag shows in Kafka
+//! tools and `'scan.startup.mode' = 'group-offsets'` can start from them.
+
+mod decode;
+mod source;
+
+pub use self::source::KafkaSource;
+use crate::error::Result;
+use crate::sql::options::Options;
+
+/// The options the connector accepts (`properties.*` is passed to librdkafka).
+pub const OPTIONS: &[&str] = &[
+    "connector",
+    "topic",
+    "bootstrap.servers",
+    "format",
+    "scan.startup.mode",
+    "scan.startup.timestamp-millis",
+    "dead-letter.topic",
+    "properties.*",
+];
+
+/// librdkafka properties the engine sets itself: overriding them would break delivery.
+const RESERVED: &[&str] = &["bootstrap.servers", "enable.auto.commit", "enable.auto.offset.store"];
+
+/// Where a partition without a checkpointed position starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// The first retained message.
+    Earliest,
+    /// Only messages produced after the start.
+    Latest,
+    /// The offsets committed to the consumer group; `properties.auto.offset.reset` (default
+    /// `earliest`) where the group has none.
+    GroupOffsets,
+    /// The first message whose timestamp is at or after this many milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+/// Validated `WITH` options of a Kafka table.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// The topic read.
+    pub topic: String,
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// The consumer group offsets are committed to.
+    pub group_id: String,
+    /// Where reading starts without a checkpoint.
+    pub startup: StartupMode,
+    /// Where malformed messages are copied, if anywhere.
+    pub dead_letter_topic: Option<String>,
+    /// Every `properties.*` option, prefix removed, for librdkafka (without `group.id`).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaOptions {
+    /// Takes the Kafka options out of `options`.
+    pub fn from_options(options: &mut Options) -> Result<Self> {
+        let topic = options.pull_required("topic", "the Kafka topic to read")?.value;
+        let bootstrap_servers =
+            options.pull_required("bootstrap.servers", "the brokers, e.g. 'localhost:9092'")?.value;
+        options.pull_choice("format", &["json"])?;
+        let mode = options.pull_choice(
+            "scan.startup.mode",
+            &["earliest-offset", "latest-offset", "group-offsets", "timestamp"],
+        )?;
+        let timestamp = options.pull_str("scan.startup.timestamp-millis");
+        let startup = match (mode, timestamp) {
+            (Some("timestamp"), Some(t)) => match t.value.trim().parse::<i64>() {
+                Ok(millis) if millis >= 0 => StartupMode::Timestamp(millis),
+                _ => {
+                    return crate::sql_err!(
+                        t.location,
+                        "'scan.startup.timestamp-millis' must be milliseconds since the epoch, found '{}'",
+                        t.value
+                    );
+                }
+            },
+            (Some("timestamp"), None) => {
+                return crate::sql_err!(
+                    options.statement_location(),
+                    "table '{}': 'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis'",
+                    options.table()
+                );
+            }
+            (_, Some(t)) => {
+                return crate::sql_err!(
+                    t.location,
+                    "'scan.startup.timestamp-millis' only applies with 'scan.startup.mode' = 'timestamp'"
+                );
+            }
+            (Some("latest-offset"), None) => StartupMode::Latest,
+            (Some("group-offsets"), None) => StartupMode::GroupOffsets,
+            (Some(_) | None, None) => StartupMode::Earliest,
+        };
+        let dead_letter_topic = options.pull_str("dead-letter.topic").map(|o| o.value);
+        let reserved =
+            RESERVED.iter().find_map(|key| options.pull_str(&format!("properties.{key}")));
+        if let Some(option) = reserved {
+            return crate::sql_err!(
+                option.location,
+                "'{}' is set by the engine and cannot be overridden{}",
+                option.key,
+                if option.key.ends_with("servers") { "; use 'bootstrap.servers'" } else { "" }
+            );
+        }
+        let mut properties = options.pull_prefixed("properties.");
+        let group_id = match properties.iter().position(|(k, _)| k == "group.id") {
+            Some(i) => properties.remove(i).1,
+            None => format!("engine.{}", options.table()),
+        };
+        Ok(Self { topic, bootstrap_servers, group_id, startup, dead_letter_topic, properties })
+    }
+}

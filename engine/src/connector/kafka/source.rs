@@ -1,0 +1,401 @@
+//! Reads a Kafka topic as a stream: every partition of the topic is assigned to this consumer
+//! and is one engine partition (index = Kafka partition number).
+//!
+//! A poll takes what librdkafka has fetched within a short timeout, at most `max_rows` per
+//! partition; messages beyond that wait in a per-partition overflow chunk (the partition is
+//! paused meanwhile, so the overflow stays bounded). The position is the next offset of every
+//! partition that returned rows: restoring it seeks exactly there. The partitions are learnt
+//! when reading starts; partitions added to the topic later are read after a restart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+
+use super::decode::{Chunk, JsonDecoder};
+use super::{KafkaOptions, StartupMode};
+use crate::connector::{Malformed, PartitionBatch, Polled, SourceColumn, SourceReader};
+use crate::error::{EngineError, Result};
+
+/// How long a poll waits for the first message.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// How long a poll keeps collecting once messages flow.
+const POLL_BUDGET: Duration = Duration::from_millis(250);
+/// Timeout of metadata, offset and commit requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Streams the messages of a Kafka topic.
+pub struct KafkaSource {
+    table: String,
+    options: KafkaOptions,
+    consumer: Arc<BaseConsumer>,
+    decoder: JsonDecoder,
+    dead_letter: Option<FutureProducer>,
+    /// Partitions of the topic (numbered from 0), once known.
+    partitions: usize,
+    /// Whether the consumer is assigned to every known partition.
+    assigned: bool,
+    /// Per partition: the offset after the last message returned by `poll`.
+    next: BTreeMap<i32, i64>,
+    /// Per partition: messages fetched but not yet returned (beyond `max_rows`).
+    overflow: BTreeMap<i32, Chunk>,
+    /// Partitions paused because their overflow is not empty.
+    paused: Vec<i32>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("table", &self.table)
+            .field("topic", &self.options.topic)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+/// The checkpointed position: the topic and the next offset of each partition.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Position {
+    topic: String,
+    offsets: BTreeMap<i32, i64>,
+}
+
+impl KafkaSource {
+    /// A source for `table` producing rows of `raw` (whose columns are described by `columns`).
+    /// Nothing is fetched before the first poll.
+    pub fn new(
+        table: &str,
+        options: &KafkaOptions,
+        raw: SchemaRef,
+        columns: Vec<SourceColumn>,
+    ) -> Result<Self> {
+        let error = |e: rdkafka::error::KafkaError| {
+            EngineError::connector(format!("kafka source '{table}'"), e.to_string())
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &options.bootstrap_servers)
+            .set("group.id", &options.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in &options.properties {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = config.create().map_err(error)?;
+        let dead_letter = match &options.dead_letter_topic {
+            None => None,
+            Some(_) => {
+                let mut producer = ClientConfig::new();
+                producer
+                    .set("bootstrap.servers", &options.bootstrap_servers)
+                    .set("enable.idempotence", "true");
+                for (key, value) in options.properties.iter().filter(|(k, _)| is_client_property(k))
+                {
+                    producer.set(key, value);
+                }
+                Some(producer.create().map_err(error)?)
+            }
+        };
+        Ok(Self {
+            table: table.to_string(),
+            options: options.clone(),
+            consumer: Arc::new(consumer),
+            decoder: JsonDecoder::new(raw, columns),
+            dead_letter,
+            partitions: 0,
+            assigned: false,
+            next: BTreeMap::new(),
+            overflow: BTreeMap::new(),
+            paused: vec![],
+        })
+    }
+
+    fn error(&self, message: impl Into<String>) -> EngineError {
+        EngineError::connector(format!("kafka source '{}'", self.table), message)
+    }
+
+    /// Learns the topic's partitions and assigns them all, each at its restored offset or where
+    /// the startup mode says.
+    async fn assign(&mut self) -> Result<()> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.options.topic.clone();
+        let startup = self.options.startup;
+        let next = self.next.clone();
+        let assigned = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+                .map_err(|e| format!("cannot read the metadata of topic '{topic}': {e}"))?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map(|t| (t.error(), t.partitions().len()));
+            let count = match partitions {
+                Some((None, n)) if n > 0 => n,
+                Some((Some(e), _)) => return Err(format!("topic '{topic}': {e:?}")),
+                _ => return Err(format!("topic '{topic}' does not exist or has no partitions")),
+            };
+            let mut list = TopicPartitionList::new();
+            let mut by_time = TopicPartitionList::new();
+            for p in 0..count as i32 {
+                let offset = match (next.get(&p), startup) {
+                    (Some(&o), _) => Offset::Offset(o),
+                    (None, StartupMode::Earliest) => Offset::Beginning,
+                    (None, StartupMode::Latest) => Offset::End,
+                    (None, StartupMode::GroupOffsets) => Offset::Stored,
+                    (None, StartupMode::Timestamp(millis)) => {
+                        by_time
+                            .add_partition_offset(&topic, p, Offset::Offset(millis))
+                            .map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                };
+                list.add_partition_offset(&topic, p, offset).map_err(|e| e.to_string())?;
+            }
+            if by_time.count() > 0 {
+                let found = consumer.offsets_for_times(by_time, REQUEST_TIMEOUT).map_err(|e| {
+                    format!("cannot look up offsets by timestamp in '{topic}': {e}")
+                })?;
+                let found: Vec<(i32, Offset)> =
+                    found.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+                for (p, offset) in found {
+                    // No message at or after the timestamp: start at the end.
+                    let offset =
+                        if matches!(offset, Offset::Offset(_)) { offset } else { Offset::End };
+                    list.add_partition_offset(&topic, p, offset).map_err(|e| e.to_string())?;
+                }
+            }
+            consumer
+                .assign(&list)
+                .map_err(|e| format!("cannot assign the partitions of '{topic}': {e}"))?;
+            Ok(count)
+        })
+        .await
+        .map_err(|e| self.error(format!("assignment task failed: {e}")))?
+        .map_err(|e| self.error(e))?;
+        if assigned != self.partitions {
+            tracing::info!(table = %self.table, topic = %self.options.topic, partitions = assigned, "reading every partition of the topic");
+        }
+        self.partitions = assigned;
+        self.assigned = true;
+        self.paused.clear();
+        Ok(())
+    }
+
+    /// Copies a malformed message to the dead-letter topic, waiting for the broker's
+    /// acknowledgement. A failure is logged, never returned: the message was already consumed.
+    async fn dead_letter(&self, partition: i32, chunk: &Chunk, index: usize, error: &str) {
+        let (Some(producer), Some(topic)) = (&self.dead_letter, &self.options.dead_letter_topic)
+        else {
+            return;
+        };
+        let record = &chunk.records[index];
+        let (partition_text, offset_text) = (partition.to_string(), record.offset.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "source.topic", value: Some(self.options.topic.as_str()) })
+            .insert(Header { key: "source.partition", value: Some(partition_text.as_str()) })
+            .insert(Header { key: "source.offset", value: Some(offset_text.as_str()) })
+            .insert(Header { key: "error", value: Some(error) });
+        let mut message = FutureRecord::to(topic).payload(chunk.value(index)).headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_str());
+        }
+        if let Err((err, _)) = producer.send(message, REQUEST_TIMEOUT).await {
+            tracing::error!(table = %self.table, topic = %topic, source = %format!("{}/{partition}/{}", self.options.topic, record.offset), error = %err, "cannot write a malformed message to the dead-letter topic");
+        }
+    }
+}
+
+/// Properties a producer understands too (connection and security), for the dead-letter producer.
+fn is_client_property(key: &str) -> bool {
+    ["security.", "ssl.", "sasl.", "client.id", "socket.", "broker.", "metadata."]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
+/// Fetches what is available: waits up to [`POLL_WAIT`] for a first message, then collects for
+/// at most [`POLL_BUDGET`] until every partition has `max_rows` or nothing more is queued.
+/// Returns the messages per partition and the fetch errors seen.
+fn fetch(
+    consumer: &BaseConsumer,
+    mut out: BTreeMap<i32, Chunk>,
+    mut overflow: BTreeMap<i32, Chunk>,
+    max_rows: usize,
+    partitions: usize,
+    keys: bool,
+) -> (BTreeMap<i32, Chunk>, BTreeMap<i32, Chunk>, Vec<String>) {
+    let mut errors = vec![];
+    let deadline = Instant::now() + POLL_BUDGET;
+    let mut full = out.values().filter(|c| c.len() >= max_rows).count();
+    let mut wait = POLL_WAIT;
+    while full < partitions && Instant::now() < deadline {
+        let Some(result) = consumer.poll(wait) else { break };
+        wait = Duration::ZERO;
+        let message = match result {
+            Ok(message) => message,
+            Err(err) => {
+                errors.push(err.to_string());
+                continue;
+            }
+        };
+        let timestamp = match message.timestamp() {
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            Timestamp::NotAvailable => None,
+        };
+        let key = if keys {
+            message.key().map(|k| String::from_utf8_lossy(k).into_owned())
+        } else {
+            None
+        };
+        let value = message.payload().unwrap_or_default();
+        let partition = message.partition();
+        let chunk = out.entry(partition).or_default();
+        if chunk.len() < max_rows {
+            chunk.push(message.offset(), timestamp, key, value);
+            if chunk.len() == max_rows {
+                full += 1;
+            }
+        } else {
+            overflow.entry(partition).or_default().push(message.offset(), timestamp, key, value);
+        }
+    }
+    (out, overflow, errors)
+}
+
+#[async_trait]
+impl SourceReader for KafkaSource {
+    async fn poll(&mut self, max_rows: usize) -> Result<Polled> {
+        let max_rows = max_rows.max(1);
+        if !self.assigned {
+            self.assign().await?;
+        }
+        // Messages held back last time go first.
+        let mut out = BTreeMap::new();
+        for (partition, mut chunk) in std::mem::take(&mut self.overflow) {
+            let rest = chunk.split_off(max_rows);
+            if !rest.is_empty() {
+                self.overflow.insert(partition, rest);
+            }
+            out.insert(partition, chunk);
+        }
+        let to_resume: Vec<i32> =
+            self.paused.iter().copied().filter(|p| !self.overflow.contains_key(p)).collect();
+        if !to_resume.is_empty() {
+            self.consumer
+                .resume(&partition_list(&self.options.topic, &to_resume))
+                .map_err(|e| self.error(format!("cannot resume partitions: {e}")))?;
+            self.paused.retain(|p| !to_resume.contains(p));
+        }
+
+        let consumer = Arc::clone(&self.consumer);
+        let overflow = std::mem::take(&mut self.overflow);
+        let (partitions, keys) = (self.partitions, self.decoder.wants_keys());
+        let fetched = tokio::task::spawn_blocking(move || {
+            fetch(&consumer, out, overflow, max_rows, partitions, keys)
+        })
+        .await;
+        // From here on messages are consumed: nothing may fail without returning them.
+        let (out, overflow, errors) =
+            fetched.map_err(|e| self.error(format!("fetch task failed: {e}")))?;
+        self.overflow = overflow;
+        for error in errors {
+            tracing::warn!(table = %self.table, topic = %self.options.topic, %error, "kafka fetch error; librdkafka retries");
+        }
+        let to_pause: Vec<i32> =
+            self.overflow.keys().copied().filter(|p| !self.paused.contains(p)).collect();
+        if !to_pause.is_empty() {
+            match self.consumer.pause(&partition_list(&self.options.topic, &to_pause)) {
+                Ok(()) => self.paused.extend(to_pause),
+                Err(e) => {
+                    tracing::warn!(table = %self.table, error = %e, "cannot pause partitions")
+                }
+            }
+        }
+
+        let mut polled = Polled { partitions: self.partitions, ..Polled::default() };
+        for (partition, chunk) in out {
+            let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
+            let (batch, bad) = self
+                .decoder
+                .decode(partition, &chunk)
+                .map_err(|e| self.error(format!("decoding partition {partition}: {e}")))?;
+            for bad in bad {
+                let location = format!(
+                    "{}/{partition}/{}",
+                    self.options.topic, chunk.records[bad.index].offset
+                );
+                self.dead_letter(partition, &chunk, bad.index, &bad.error).await;
+                polled.malformed.push(Malformed { location, error: bad.error });
+            }
+            self.next.insert(partition, last + 1);
+            if batch.num_rows() > 0 {
+                let index =
+                    usize::try_from(partition).map_err(|_| self.error("negative partition"))?;
+                polled.batches.push(PartitionBatch { partition: index, batch });
+            }
+        }
+        Ok(polled)
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!(Position {
+            topic: self.options.topic.clone(),
+            offsets: self.next.clone()
+        })
+    }
+
+    async fn restore(&mut self, position: &serde_json::Value) -> Result<()> {
+        let position: Position = serde_json::from_value(position.clone())
+            .map_err(|e| self.error(format!("unreadable checkpoint position: {e}")))?;
+        if position.topic != self.options.topic {
+            return Err(self.error(format!(
+                "the checkpoint is for topic '{}', the table now reads '{}'",
+                position.topic, self.options.topic
+            )));
+        }
+        self.next = position.offsets;
+        self.overflow.clear();
+        self.assigned = false;
+        Ok(())
+    }
+
+    async fn checkpointed(&mut self, position: &serde_json::Value) -> Result<()> {
+        let position: Position = serde_json::from_value(position.clone())
+            .map_err(|e| self.error(format!("unreadable checkpoint position: {e}")))?;
+        if position.offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (&partition, &offset) in &position.offsets {
+            list.add_partition_offset(&position.topic, partition, Offset::Offset(offset))
+                .map_err(|e| self.error(e.to_string()))?;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+            .await
+            .map_err(|e| self.error(format!("commit task failed: {e}")))?
+            .map_err(|e| {
+                self.error(format!(
+                    "cannot commit offsets to group '{}': {e}",
+                    self.options.group_id
+                ))
+            })
+    }
+}
+
+fn partition_list(topic: &str, partitions: &[i32]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        list.add_partition(topic, p);
+    }
+    list
+}

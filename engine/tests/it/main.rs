@@ -1,0 +1,12 @@
+//! The engine's integration tests, one binary. Streaming results are checked against DataFusion
+//! in batch mode over the same input; connector tests talk to the real test servers
+//! (`scripts/test-env.sh start`; `MDSP_KAFKA_BROKERS` and `MDSP_CQL_HOSTS` must be set, the
+//! tests fail loudly otherwise).
+
+mod cassandra;
+mod end_to_end;
+mod errors;
+mod harness;
+mod kafka;
+mod oracle;
+mod servers;

@@ -1,0 +1,154 @@
+//! The real test servers started by `scripts/test-env.sh` (tansu and the kassandra CQL server),
+//! and helpers to set up topics, keyspaces and query directories on them.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use engine::catalog::TableDef;
+use engine::planner::{Pipeline, PipelineOptions};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+fn required(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: start the test servers with `scripts/test-env.sh start` and run \
+             `eval \"$(scripts/test-env.sh env)\"` before `cargo test -p engine`"
+        )
+    })
+}
+
+/// The Kafka broker (`MDSP_KAFKA_BROKERS`).
+pub fn brokers() -> String {
+    required("MDSP_KAFKA_BROKERS")
+}
+
+/// The CQL server (`MDSP_CQL_HOSTS`).
+pub fn cql_hosts() -> String {
+    required("MDSP_CQL_HOSTS")
+}
+
+/// A name no other test run uses: `prefix_<pid>_<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("CreateTopics failed");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// An idempotent producer.
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+/// Produces one message to a given partition; returns its offset.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: &str,
+    value: &[u8],
+    timestamp: i64,
+) -> i64 {
+    let record =
+        FutureRecord::to(topic).partition(partition).key(key).payload(value).timestamp(timestamp);
+    let delivery = producer.send(record, Duration::from_secs(30)).await;
+    let delivered =
+        delivery.unwrap_or_else(|(e, _)| panic!("produce to {topic}/{partition} failed: {e}"));
+    assert_eq!(delivered.partition, partition);
+    delivered.offset
+}
+
+/// Produces every `(partition, key, value, timestamp)` at once (in order per partition, the
+/// producer being idempotent); returns their offsets.
+pub async fn produce_all(topic: &str, messages: &[(i32, String, Vec<u8>, i64)]) -> Vec<i64> {
+    let producer = producer();
+    let sends = messages.iter().map(|(partition, key, value, timestamp)| {
+        let record = FutureRecord::to(topic)
+            .partition(*partition)
+            .key(key.as_str())
+            .payload(value.as_slice())
+            .timestamp(*timestamp);
+        producer.send(record, Duration::from_secs(30))
+    });
+    futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|d| d.unwrap_or_else(|(e, _)| panic!("produce to {topic} failed: {e}")).offset)
+        .collect()
+}
+
+/// A session on the CQL server.
+pub async fn cql_session() -> Session {
+    SessionBuilder::new()
+        .known_node(cql_hosts())
+        .auto_await_schema_agreement(false)
+        .build()
+        .await
+        .expect("cannot connect to the CQL server")
+}
+
+/// Creates a keyspace named `unique(prefix)` and returns its name.
+pub async fn create_keyspace(session: &Session, prefix: &str) -> String {
+    let keyspace = unique(prefix);
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+            ),
+            (),
+        )
+        .await
+        .expect("CREATE KEYSPACE failed");
+    keyspace
+}
+
+/// Runs DDL.
+pub async fn cql(session: &Session, statement: &str) {
+    session.query_unpaged(statement, ()).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+/// Writes `files` (name, text) into a fresh directory and plans it.
+pub async fn plan(files: &[(&str, String)]) -> (tempfile::TempDir, Pipeline, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let (pipeline, errors) =
+        engine::cli::load_and_plan(dir.path(), &|_| None, &PipelineOptions::default()).await;
+    let errors = errors.iter().map(ToString::to_string).collect();
+    (dir, pipeline, errors)
+}
+
+/// The declared table `name` of a planned pipeline.
+pub fn table<'a>(pipeline: &'a Pipeline, name: &str) -> &'a TableDef {
+    pipeline.tables.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no table {name}"))
+}
+
+/// The path of `name` in `dir`, as error messages print it.
+pub fn file_in(dir: &Path, name: &str) -> String {
+    dir.join(name).display().to_string()
+}
