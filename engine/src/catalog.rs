@@ -97,21 +97,32 @@ impl TableDef {
             }
             match &element.node {
                 TableElement::Column(c) => {
-                    let data_type = crate::sql::types::arrow_type(&c.data_type)
-                        .map_err(|m| EngineError::sql(at.clone(), format!("column '{}': {m}", c.name)))?;
+                    let data_type = crate::sql::types::arrow_type(&c.data_type).map_err(|m| {
+                        EngineError::sql(at.clone(), format!("column '{}': {m}", c.name))
+                    })?;
                     let kind = match &c.metadata {
                         None => SourceColumn::Physical,
-                        Some(key) => SourceColumn::Metadata(connector.metadata(key).ok_or_else(|| {
-                            EngineError::sql(
-                                at.clone(),
-                                format!("connector '{}' has no metadata '{key}'", connector.name()),
-                            )
-                        })?),
+                        Some(key) => {
+                            SourceColumn::Metadata(connector.metadata(key).ok_or_else(|| {
+                                EngineError::sql(
+                                    at.clone(),
+                                    format!(
+                                        "connector '{}' has no metadata '{key}'",
+                                        connector.name()
+                                    ),
+                                )
+                            })?)
+                        }
                     };
                     if let SourceColumn::Metadata(key) = kind
                         && !key.accepts(&data_type)
                     {
-                        return crate::sql_err!(at, "metadata column '{}' must be {}", c.name, key.sql_types());
+                        return crate::sql_err!(
+                            at,
+                            "metadata column '{}' must be {}",
+                            c.name,
+                            key.sql_types()
+                        );
                     }
                     layout.push(Ok(raw_fields.len()));
                     raw_fields.push(Field::new(&c.name, data_type, c.nullable));
@@ -136,13 +147,19 @@ impl TableDef {
         let mut computed_fields = vec![];
         for (name, expr, at) in &computed_sql {
             let logical = plan_expr(state, expr, &raw_df, at)?;
-            let (_, field) = logical
-                .to_field(&raw_df)
-                .map_err(|e| EngineError::sql(at.clone(), format!("computed column '{name}': {}", df_message(&e))))?;
+            let (_, field) = logical.to_field(&raw_df).map_err(|e| {
+                EngineError::sql(
+                    at.clone(),
+                    format!("computed column '{name}': {}", df_message(&e)),
+                )
+            })?;
             let (data_type, nullable) = (field.data_type().clone(), field.is_nullable());
-            let physical = state
-                .create_physical_expr(logical, &raw_df)
-                .map_err(|e| EngineError::sql(at.clone(), format!("computed column '{name}': {}", df_message(&e))))?;
+            let physical = state.create_physical_expr(logical, &raw_df).map_err(|e| {
+                EngineError::sql(
+                    at.clone(),
+                    format!("computed column '{name}': {}", df_message(&e)),
+                )
+            })?;
             computed_fields.push(Field::new(name, data_type, nullable));
             computed.push(ComputedColumn { index: 0, expr: physical });
         }
@@ -164,7 +181,12 @@ impl TableDef {
             None => None,
             Some((w, at)) => {
                 let Ok(field) = schema.field_with_name(&w.column) else {
-                    return crate::sql_err!(at, "WATERMARK FOR '{}': no such column in table '{}'", w.column, create.name);
+                    return crate::sql_err!(
+                        at,
+                        "WATERMARK FOR '{}': no such column in table '{}'",
+                        w.column,
+                        create.name
+                    );
                 };
                 if !matches!(field.data_type(), DataType::Timestamp(..)) {
                     return crate::sql_err!(
@@ -177,11 +199,18 @@ impl TableDef {
                 }
                 let full_df = DFSchema::try_from(schema.as_ref().clone())?;
                 let logical = plan_expr(state, &w.expr, &full_df, &at)?;
-                let data_type = logical.get_type(&full_df).map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
+                let data_type = logical
+                    .get_type(&full_df)
+                    .map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
                 if !matches!(data_type, DataType::Timestamp(..)) {
-                    return crate::sql_err!(at, "the watermark expression yields {data_type}, not a TIMESTAMP");
+                    return crate::sql_err!(
+                        at,
+                        "the watermark expression yields {data_type}, not a TIMESTAMP"
+                    );
                 }
-                let expr = state.create_physical_expr(logical, &full_df).map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
+                let expr = state
+                    .create_physical_expr(logical, &full_df)
+                    .map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
                 Some(WatermarkDef { column: w.column.clone(), expr })
             }
         };
@@ -189,7 +218,11 @@ impl TableDef {
         let declared = !create.elements.is_empty();
         for key in &create.primary_key {
             if !names.contains(&key.as_str()) {
-                return crate::sql_err!(location, "PRIMARY KEY column '{key}' is not a column of table '{}'", create.name);
+                return crate::sql_err!(
+                    location,
+                    "PRIMARY KEY column '{key}' is not a column of table '{}'",
+                    create.name
+                );
             }
         }
         Ok(Self {
@@ -257,7 +290,8 @@ impl TableDef {
                 Err(c) => Arc::clone(&computed[*c]),
             })
             .collect();
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(datafusion::error::DataFusionError::from)?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(datafusion::error::DataFusionError::from)?)
     }
 }
 
@@ -278,13 +312,16 @@ pub fn plan_expr(
 pub fn df_message(err: &datafusion::error::DataFusionError) -> String {
     let text = match err.diagnostic() {
         Some(d) => {
-            let details = d.notes.iter().map(|n| &n.message).chain(d.helps.iter().map(|h| &h.message));
+            let details =
+                d.notes.iter().map(|n| &n.message).chain(d.helps.iter().map(|h| &h.message));
             std::iter::once(&d.message).chain(details).cloned().collect::<Vec<_>>().join("; ")
         }
         None => err.find_root().strip_backtrace(),
     };
     let mut text = text.as_str();
-    for prefix in ["Error during planning: ", "Schema error: ", "Arrow error: ", "Execution error: "] {
+    for prefix in
+        ["Error during planning: ", "Schema error: ", "Arrow error: ", "Execution error: "]
+    {
         text = text.strip_prefix(prefix).unwrap_or(text);
     }
     text.split_whitespace().collect::<Vec<_>>().join(" ")

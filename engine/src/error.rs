@@ -105,9 +105,11 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// `return Err(EngineError::sql(location, format!(...)))`.
 #[macro_export]
 macro_rules! sql_err {
-    ($location:expr, $($arg:tt)*) => {
-        Err($crate::error::EngineError::sql($location.clone(), format!($($arg)*)))
-    };
+    ($location:expr, $($arg:tt)*) => {{
+        #[allow(unused_qualifications)]
+        let err = $crate::error::EngineError::sql($location.clone(), format!($($arg)*));
+        Err(err)
+    }};
 }
 
 #[cfg(test)]
@@ -117,7 +119,7 @@ mod tests {
     #[test]
     fn error_stays_small() {
         // Errors travel through every Result in the hot path; keep them a few words wide.
-        assert!(std::mem::size_of::<EngineError>() <= 72, "{}", std::mem::size_of::<EngineError>());
+        assert!(size_of::<EngineError>() <= 72, "{}", size_of::<EngineError>());
     }
 
     #[test]

@@ -13,8 +13,12 @@ pub async fn explain(file: &Path) -> anyhow::Result<ExitCode> {
     }
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let (pipeline, errors) = load_and_plan(dir, &process_env, &PipelineOptions::default()).await;
-    let ours: Vec<_> = errors.into_iter().filter(|e| e.to_string().starts_with(&file.display().to_string())).collect();
-    let queries: Vec<_> = pipeline.queries.iter().filter(|q| q.location.file.as_path() == file).collect();
+    let ours: Vec<_> = errors
+        .into_iter()
+        .filter(|e| e.to_string().starts_with(&file.display().to_string()))
+        .collect();
+    let queries: Vec<_> =
+        pipeline.queries.iter().filter(|q| q.location.file.as_path() == file).collect();
     for query in &queries {
         println!("{}", describe(query));
     }

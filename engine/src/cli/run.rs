@@ -11,7 +11,8 @@ use crate::telemetry::http::{Readiness, serve};
 
 /// Runs every query that planned; broken files are reported and skipped.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (mut pipeline, errors) = load_and_plan(&args.queries, &process_env, &PipelineOptions::default()).await;
+    let (mut pipeline, errors) =
+        load_and_plan(&args.queries, &process_env, &PipelineOptions::default()).await;
     print_errors(&errors);
     if pipeline.queries.is_empty() {
         anyhow::bail!("no query to run in {}", args.queries.display());

@@ -43,7 +43,10 @@ impl MetadataKey {
         match self {
             MetadataKey::Partition | MetadataKey::Offset => data_type == &DataType::Int64,
             MetadataKey::Timestamp => {
-                matches!(data_type, DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None))
+                matches!(
+                    data_type,
+                    DataType::Int64 | DataType::Timestamp(TimeUnit::Millisecond, None)
+                )
             }
             MetadataKey::Key => data_type == &DataType::Utf8,
         }
@@ -80,9 +83,12 @@ pub const CONNECTORS: &[&str] = &["filesystem", "kafka", "cassandra", "stdout", 
 impl ConnectorSpec {
     /// Takes `connector` and the connector's own options from `options`.
     pub fn from_options(options: &mut Options) -> Result<Self> {
-        let connector = options.pull_required("connector", "one of filesystem, kafka, cassandra, stdout, blackhole")?;
+        let connector = options
+            .pull_required("connector", "one of filesystem, kafka, cassandra, stdout, blackhole")?;
         match connector.value.to_ascii_lowercase().as_str() {
-            "filesystem" => Ok(Self::Filesystem(filesystem::FilesystemOptions::from_options(options)?)),
+            "filesystem" => {
+                Ok(Self::Filesystem(filesystem::FilesystemOptions::from_options(options)?))
+            }
             "stdout" => Ok(Self::Stdout),
             "blackhole" => Ok(Self::Blackhole),
             "kafka" => Ok(Self::Kafka(kafka::KafkaOptions::from_options(options)?)),
@@ -228,12 +234,20 @@ pub trait SinkWriter: Send {
 }
 
 /// Opens a sink writer for `spec` writing rows of `schema`.
-pub fn open_sink(table: &str, spec: &ConnectorSpec, schema: SchemaRef) -> Result<Box<dyn SinkWriter>> {
+pub fn open_sink(
+    table: &str,
+    spec: &ConnectorSpec,
+    schema: SchemaRef,
+) -> Result<Box<dyn SinkWriter>> {
     Ok(match spec {
-        ConnectorSpec::Filesystem(options) => Box::new(filesystem::FileSink::new(table, options, schema)?),
+        ConnectorSpec::Filesystem(options) => {
+            Box::new(filesystem::FileSink::new(table, options, schema)?)
+        }
         ConnectorSpec::Stdout => Box::<stdout::StdoutSink>::default(),
         ConnectorSpec::Blackhole => Box::new(blackhole::BlackholeSink),
-        ConnectorSpec::Cassandra(options) => Box::new(cassandra::CassandraSink::new(table, options, schema)?),
+        ConnectorSpec::Cassandra(options) => {
+            Box::new(cassandra::CassandraSink::new(table, options, schema)?)
+        }
         ConnectorSpec::Kafka(_) => {
             return Err(crate::error::EngineError::connector(
                 format!("kafka table '{table}'"),

@@ -114,13 +114,18 @@ struct Declarations {
 
 /// Plans every statement of `files` (already in load order). Returns what planned and an
 /// error for everything that did not: a broken query does not stop the others.
-pub async fn plan_pipeline(files: &[QueryFile], base: &PipelineOptions) -> (Pipeline, Vec<EngineError>) {
+pub async fn plan_pipeline(
+    files: &[QueryFile],
+    base: &PipelineOptions,
+) -> (Pipeline, Vec<EngineError>) {
     let mut errors = vec![];
     let mut declarations = declare(files, base, &mut errors);
     describe_external_tables(&mut declarations.tables, &mut errors).await;
     let mut queries = vec![];
     for (name, insert, options) in &declarations.inserts {
-        match split::plan_insert(name, insert, options, &declarations.tables, &declarations.views).await {
+        match split::plan_insert(name, insert, options, &declarations.tables, &declarations.views)
+            .await
+        {
             Ok(query) => queries.push(query),
             Err(err) => errors.push(err),
         }
@@ -141,15 +146,27 @@ async fn describe_external_tables(tables: &mut [Arc<TableDef>], errors: &mut Vec
         match options.describe().await {
             Ok(described) => {
                 let (schema, key) = (described.schema(), described.primary_key());
-                let options = CassandraOptions { columns: Some(Arc::new(described)), ..options.clone() };
-                *table = Arc::new(table.with_external_columns(schema, key, ConnectorSpec::Cassandra(options)));
+                let options =
+                    CassandraOptions { columns: Some(Arc::new(described)), ..options.clone() };
+                *table = Arc::new(table.with_external_columns(
+                    schema,
+                    key,
+                    ConnectorSpec::Cassandra(options),
+                ));
             }
-            Err(message) => errors.push(EngineError::sql(table.location.clone(), format!("table '{}': {message}", table.name))),
+            Err(message) => errors.push(EngineError::sql(
+                table.location.clone(),
+                format!("table '{}': {message}", table.name),
+            )),
         }
     }
 }
 
-fn declare(files: &[QueryFile], base: &PipelineOptions, errors: &mut Vec<EngineError>) -> Declarations {
+fn declare(
+    files: &[QueryFile],
+    base: &PipelineOptions,
+    errors: &mut Vec<EngineError>,
+) -> Declarations {
     let scratch = new_session().state();
     let mut options = base.clone();
     let mut tables: Vec<Arc<TableDef>> = vec![];
@@ -157,7 +174,8 @@ fn declare(files: &[QueryFile], base: &PipelineOptions, errors: &mut Vec<EngineE
     let mut inserts = vec![];
     let mut names: HashMap<String, Location> = HashMap::new();
     for file in files {
-        let stem = file.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem =
+            file.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         let mut count = 0;
         for statement in &file.statements {
             let at = &statement.location;
@@ -180,7 +198,11 @@ fn declare(files: &[QueryFile], base: &PipelineOptions, errors: &mut Vec<EngineE
                 Statement::Insert(insert) => {
                     count += 1;
                     let name = if count == 1 { stem.clone() } else { format!("{stem}#{count}") };
-                    inserts.push((name, Located { location: at.clone(), node: insert.clone() }, options.clone()));
+                    inserts.push((
+                        name,
+                        Located { location: at.clone(), node: insert.clone() },
+                        options.clone(),
+                    ));
                     Ok(())
                 }
             };

@@ -32,14 +32,19 @@ impl Default for PipelineOptions {
 }
 
 /// The keys `SET` accepts.
-pub const SET_KEYS: &[&str] =
-    &["trigger-interval", "allowed-lateness", "watermark.idle-timeout", "source.max-rows-per-partition"];
+pub const SET_KEYS: &[&str] = &[
+    "trigger-interval",
+    "allowed-lateness",
+    "watermark.idle-timeout",
+    "source.max-rows-per-partition",
+];
 
 /// Applies `SET key = value` to `options`.
 pub fn apply_set(options: &mut PipelineOptions, set: &SetOption, at: &Location) -> Result<()> {
     let duration = || {
-        parse_duration(&set.value)
-            .map_err(|m| crate::error::EngineError::sql(at.clone(), format!("SET '{}': {m}", set.key)))
+        parse_duration(&set.value).map_err(|m| {
+            crate::error::EngineError::sql(at.clone(), format!("SET '{}': {m}", set.key))
+        })
     };
     match set.key.as_str() {
         "trigger-interval" => {
@@ -56,10 +61,20 @@ pub fn apply_set(options: &mut PipelineOptions, set: &SetOption, at: &Location) 
         }
         "source.max-rows-per-partition" => match set.value.trim().parse::<usize>() {
             Ok(n) if n > 0 => options.max_rows_per_partition = n,
-            _ => return crate::sql_err!(at, "SET 'source.max-rows-per-partition' needs a positive integer, found '{}'", set.value),
+            _ => {
+                return crate::sql_err!(
+                    at,
+                    "SET 'source.max-rows-per-partition' needs a positive integer, found '{}'",
+                    set.value
+                );
+            }
         },
         other => {
-            return crate::sql_err!(at, "unknown option '{other}' in SET; accepted: {}", SET_KEYS.join(", "));
+            return crate::sql_err!(
+                at,
+                "unknown option '{other}' in SET; accepted: {}",
+                SET_KEYS.join(", ")
+            );
         }
     }
     Ok(())

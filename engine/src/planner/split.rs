@@ -92,7 +92,8 @@ impl SinkMapping {
             .map(|(field, &source)| cast(batch.column(source), field.data_type()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(DataFusionError::from)?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(DataFusionError::from)?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(DataFusionError::from)?)
     }
 }
 
@@ -124,7 +125,14 @@ impl QueryContext {
             source_slots.push((table.name.clone(), slot));
         }
         let state = ctx.state();
-        Ok(Self { ctx, state, tables: tables.to_vec(), source_slots, windows: vec![], next_window: 0 })
+        Ok(Self {
+            ctx,
+            state,
+            tables: tables.to_vec(),
+            source_slots,
+            windows: vec![],
+            next_window: 0,
+        })
     }
 
     fn table(&self, name: &str) -> Option<&Arc<TableDef>> {
@@ -132,22 +140,41 @@ impl QueryContext {
     }
 
     /// Rewrites window calls in `query`, registers their relations and plans the query.
-    async fn plan_query(&mut self, mut query: Box<ast::Query>, at: &Location) -> Result<LogicalPlan> {
+    async fn plan_query(
+        &mut self,
+        mut query: Box<ast::Query>,
+        at: &Location,
+    ) -> Result<LogicalPlan> {
         let calls = rewrite_windows(&mut query, &self.state, at, &mut self.next_window)?;
         for call in calls {
-            let provider = self
-                .ctx
-                .table_provider(call.input.as_str())
-                .await
-                .map_err(|_| EngineError::sql(call.location.clone(), format!("{}: unknown table or view '{}'", window_name(&call), call.input)))?;
+            let provider = self.ctx.table_provider(call.input.as_str()).await.map_err(|_| {
+                EngineError::sql(
+                    call.location.clone(),
+                    format!("{}: unknown table or view '{}'", window_name(&call), call.input),
+                )
+            })?;
             let input_schema = provider.schema();
-            let zone = match input_schema.field_with_name(&call.time_column).map(|f| f.data_type().clone()) {
+            let zone = match input_schema
+                .field_with_name(&call.time_column)
+                .map(|f| f.data_type().clone())
+            {
                 Ok(DataType::Timestamp(_, zone)) => zone,
                 Ok(other) => {
-                    return crate::sql_err!(call.location, "{}: column '{}' is {other}, not a TIMESTAMP", window_name(&call), call.time_column);
+                    return crate::sql_err!(
+                        call.location,
+                        "{}: column '{}' is {other}, not a TIMESTAMP",
+                        window_name(&call),
+                        call.time_column
+                    );
                 }
                 Err(_) => {
-                    return crate::sql_err!(call.location, "{}: '{}' has no column '{}'", window_name(&call), call.input, call.time_column);
+                    return crate::sql_err!(
+                        call.location,
+                        "{}: '{}' has no column '{}'",
+                        window_name(&call),
+                        call.input,
+                        call.time_column
+                    );
                 }
             };
             let slot = BatchSlot::new(Arc::new(windowed_schema(&input_schema, zone)));
@@ -162,14 +189,18 @@ impl QueryContext {
     async fn register_views(&mut self, views: &[Located<CreateView>]) -> Result<()> {
         for view in views {
             let plan = self.plan_query(view.node.query.clone(), &view.location).await?;
-            self.ctx.register_table(view.node.name.as_str(), Arc::new(ViewTable::new(plan, None)))?;
+            self.ctx
+                .register_table(view.node.name.as_str(), Arc::new(ViewTable::new(plan, None)))?;
         }
         self.state = self.ctx.state();
         Ok(())
     }
 
     async fn physical(&self, plan: &LogicalPlan, at: &Location) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::default().create_physical_plan(plan, &self.state).await.map_err(|e| df_error(e, at))
+        DefaultPhysicalPlanner::default()
+            .create_physical_plan(plan, &self.state)
+            .await
+            .map_err(|e| df_error(e, at))
     }
 
     fn optimize(&self, plan: &LogicalPlan, at: &Location) -> Result<LogicalPlan> {
@@ -177,7 +208,8 @@ impl QueryContext {
     }
 
     fn source_slot(&self, name: &str) -> Arc<BatchSlot> {
-        let (_, slot) = self.source_slots.iter().find(|(n, _)| n == name).expect("every table has a slot");
+        let (_, slot) =
+            self.source_slots.iter().find(|(n, _)| n == name).expect("every table has a slot");
         Arc::clone(slot)
     }
 }
@@ -202,36 +234,57 @@ pub async fn plan_insert(
     let mut qc = QueryContext::new(tables)?;
     qc.register_views(views).await?;
     let Some(sink) = qc.table(&insert.node.table).cloned() else {
-        return crate::sql_err!(at, "INSERT INTO '{}': no such table; declare it with CREATE TABLE", insert.node.table);
+        return crate::sql_err!(
+            at,
+            "INSERT INTO '{}': no such table; declare it with CREATE TABLE",
+            insert.node.table
+        );
     };
     let plan = qc.plan_query(insert.node.query.clone(), at).await?;
     refuse_unstreamable(&plan, &clause_location(&insert.node.query, Clause::OrderBy, at))?;
     let optimized = qc.optimize(&plan, at)?;
     let scans = scanned_tables(&optimized);
     let [scan] = scans.as_slice() else {
-        return crate::sql_err!(at, "a continuous query reads exactly one stream; this one reads {} tables ({}). Joins are not supported yet", scans.len(), scans.join(", "));
+        return crate::sql_err!(
+            at,
+            "a continuous query reads exactly one stream; this one reads {} tables ({}). Joins are not supported yet",
+            scans.len(),
+            scans.join(", ")
+        );
     };
     let window = qc.windows.iter().find(|(call, _)| &call.relation == scan).cloned();
     let (source, stages, emits_deletes) = match window {
         Some((call, window_slot)) => {
             let (source, stages) = plan_windowed(&qc, &optimized, &call, window_slot, at).await?;
-            let deletes = matches!(call.spec, WindowSpec::Session { .. }) && insert.node.emit == Emit::OnUpdate;
+            let deletes = matches!(call.spec, WindowSpec::Session { .. })
+                && insert.node.emit == Emit::OnUpdate;
             (source, Stages::Windowed(Box::new(stages)), deletes)
         }
         None => {
             if insert.node.emit == Emit::OnWindowClose {
-                return crate::sql_err!(at, "EMIT ON WINDOW CLOSE needs a windowed aggregate (TUMBLE, HOP or SESSION with GROUP BY window_start, window_end)");
+                return crate::sql_err!(
+                    at,
+                    "EMIT ON WINDOW CLOSE needs a windowed aggregate (TUMBLE, HOP or SESSION with GROUP BY window_start, window_end)"
+                );
             }
             if has_aggregate(&optimized) {
                 let at = clause_location(&insert.node.query, Clause::GroupBy, at);
-                return crate::sql_err!(at, "this query aggregates without a window, so its results would never be final; aggregate over TUMBLE, HOP or SESSION and GROUP BY window_start, window_end");
+                return crate::sql_err!(
+                    at,
+                    "this query aggregates without a window, so its results would never be final; aggregate over TUMBLE, HOP or SESSION and GROUP BY window_start, window_end"
+                );
             }
             let source = streaming_source(&qc, scan, at)?;
             (source, Stages::Stateless { plan: qc.physical(&optimized, at).await? }, false)
         }
     };
     if emits_deletes && !sink.connector.accepts_deletes() {
-        return crate::sql_err!(at, "session windows in upsert mode retract merged sessions, which table '{}' ({}) cannot store; add EMIT ON WINDOW CLOSE", sink.name, sink.connector.name());
+        return crate::sql_err!(
+            at,
+            "session windows in upsert mode retract merged sessions, which table '{}' ({}) cannot store; add EMIT ON WINDOW CLOSE",
+            sink.name,
+            sink.connector.name()
+        );
     }
     let output = match &stages {
         Stages::Stateless { plan } => plan.schema(),
@@ -259,10 +312,18 @@ fn streaming_source(qc: &QueryContext, name: &str, at: &Location) -> Result<Arc<
         return crate::sql_err!(at, "'{name}' is not a declared table");
     };
     if !table.connector.is_source() {
-        return crate::sql_err!(at, "table '{name}' uses the {} connector, which can only be written", table.connector.name());
+        return crate::sql_err!(
+            at,
+            "table '{name}' uses the {} connector, which can only be written",
+            table.connector.name()
+        );
     }
     if !table.declared {
-        return crate::sql_err!(table.location, "table '{name}' is read as a stream, so it needs its columns declared: the {} connector reads them by name", table.connector.name());
+        return crate::sql_err!(
+            table.location,
+            "table '{name}' is read as a stream, so it needs its columns declared: the {} connector reads them by name",
+            table.connector.name()
+        );
     }
     Ok(Arc::clone(table))
 }
@@ -310,19 +371,22 @@ fn clause_location(query: &ast::Query, clause: Clause, fallback: &Location) -> L
         },
     };
     match span {
-        Some(span) if span.start.line > 0 => Location::new(&fallback.file, span.start.line, span.start.column),
+        Some(span) if span.start.line > 0 => {
+            Location::new(&fallback.file, span.start.line, span.start.column)
+        }
         _ => fallback.clone(),
     }
 }
 
 fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
     let mut scans = vec![];
-    let _ = plan.apply(|node| {
+    plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             scans.push(scan.table_name.table().to_string());
         }
         Ok(TreeNodeRecursion::Continue)
-    });
+    })
+    .expect("the visitor never fails");
     scans
 }
 
@@ -332,7 +396,13 @@ fn has_aggregate(plan: &LogicalPlan) -> bool {
 
 /// The nodes allowed around the aggregate: those that act row by row.
 fn is_row_by_row(node: &LogicalPlan) -> bool {
-    matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::TableScan(_))
+    matches!(
+        node,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::TableScan(_)
+    )
 }
 
 async fn plan_windowed(
@@ -358,34 +428,72 @@ async fn plan_windowed(
     }
     let aggregate = match aggregates.as_slice() {
         [a] => a.clone(),
-        [] => return crate::sql_err!(call.location, "{name} must be aggregated: GROUP BY window_start, window_end (and any keys)"),
-        _ => return crate::sql_err!(at, "only one aggregation per continuous query; aggregate once over the window"),
+        [] => {
+            return crate::sql_err!(
+                call.location,
+                "{name} must be aggregated: GROUP BY window_start, window_end (and any keys)"
+            );
+        }
+        _ => {
+            return crate::sql_err!(
+                at,
+                "only one aggregation per continuous query; aggregate once over the window"
+            );
+        }
     };
 
     // The stream the window reads: a source table, or a view over one.
     let (source, view) = match qc.table(&call.input) {
         Some(_) => (streaming_source(qc, &call.input, &call.location)?, None),
         None => {
-            let view_plan = qc.optimize(&LogicalPlan::TableScan(
-                TableScanBuilder::new(call.input.as_str(), provider_as_source(qc.ctx.table_provider(call.input.as_str()).await?)).build()?,
-            ), at)?;
+            let view_plan = qc.optimize(
+                &LogicalPlan::TableScan(
+                    TableScanBuilder::new(
+                        call.input.as_str(),
+                        provider_as_source(qc.ctx.table_provider(call.input.as_str()).await?),
+                    )
+                    .build()?,
+                ),
+                at,
+            )?;
             refuse_unstreamable(&view_plan, &call.location)?;
             if has_aggregate(&view_plan) {
-                return crate::sql_err!(call.location, "{name} over view '{}', which aggregates: window the stream before aggregating", call.input);
+                return crate::sql_err!(
+                    call.location,
+                    "{name} over view '{}', which aggregates: window the stream before aggregating",
+                    call.input
+                );
             }
             let scans = scanned_tables(&view_plan);
             let [scan] = scans.as_slice() else {
-                return crate::sql_err!(call.location, "view '{}' must read exactly one stream", call.input);
+                return crate::sql_err!(
+                    call.location,
+                    "view '{}' must read exactly one stream",
+                    call.input
+                );
             };
             (streaming_source(qc, scan, &call.location)?, Some(qc.physical(&view_plan, at).await?))
         }
     };
     match &source.watermark {
         None => {
-            return crate::sql_err!(call.location, "{name} over '{}' needs a watermark: declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND in CREATE TABLE {}", call.input, call.time_column, call.time_column, source.name);
+            return crate::sql_err!(
+                call.location,
+                "{name} over '{}' needs a watermark: declare WATERMARK FOR {} AS {} - INTERVAL '5' SECOND in CREATE TABLE {}",
+                call.input,
+                call.time_column,
+                call.time_column,
+                source.name
+            );
         }
         Some(w) if w.column != call.time_column => {
-            return crate::sql_err!(call.location, "{name} must use the watermarked column '{}' of '{}', not '{}'", w.column, source.name, call.time_column);
+            return crate::sql_err!(
+                call.location,
+                "{name} must use the watermarked column '{}' of '{}', not '{}'",
+                w.column,
+                source.name,
+                call.time_column
+            );
         }
         Some(_) => {}
     }
@@ -396,21 +504,40 @@ async fn plan_windowed(
     let time_index = input_schema.index_of(&call.time_column).map_err(DataFusionError::from)?;
     let assigner = WindowAssigner::new(call.spec, &input_schema, time_index);
 
-    if !matches!(call.spec, WindowSpec::Tumble { .. }) && filters_on_window_bounds(&aggregate.input) {
-        return crate::sql_err!(at, "with {name}, filter on window_start/window_end after aggregating (HAVING), not in WHERE");
+    if !matches!(call.spec, WindowSpec::Tumble { .. }) && filters_on_window_bounds(&aggregate.input)
+    {
+        return crate::sql_err!(
+            at,
+            "with {name}, filter on window_start/window_end after aggregating (HAVING), not in WHERE"
+        );
     }
     let pre = qc.physical(&aggregate.input, at).await?;
     let template = aggregate_template(qc, &aggregate, &pre.schema(), call, &assigner, at)?;
     let aggregate_slot = BatchSlot::new(Arc::clone(&template.output.schema));
     let post_logical = replace_aggregate(optimized, &aggregate, &aggregate_slot)?;
     let post = qc.physical(&post_logical, at).await?;
-    Ok((source, WindowedStages { view, assigner, window_slot, pre, aggregate: template, aggregate_slot, post }))
+    Ok((
+        source,
+        WindowedStages {
+            view,
+            assigner,
+            window_slot,
+            pre,
+            aggregate: template,
+            aggregate_slot,
+            post,
+        },
+    ))
 }
 
 fn filters_on_window_bounds(plan: &LogicalPlan) -> bool {
     plan.exists(|node| {
         Ok(match node {
-            LogicalPlan::Filter(f) => f.predicate.column_refs().iter().any(|c| window_bound(&Expr::Column((*c).clone())).is_some()),
+            LogicalPlan::Filter(f) => f
+                .predicate
+                .column_refs()
+                .iter()
+                .any(|c| window_bound(&Expr::Column((*c).clone())).is_some()),
             _ => false,
         })
     })
@@ -434,9 +561,18 @@ fn aggregate_template(
     let mut has_end = false;
     for expr in &aggregate.group_expr {
         if matches!(expr, Expr::GroupingSet(_)) {
-            return crate::sql_err!(at, "GROUPING SETS, CUBE and ROLLUP are not supported in a continuous query");
+            return crate::sql_err!(
+                at,
+                "GROUPING SETS, CUBE and ROLLUP are not supported in a continuous query"
+            );
         }
-        let physical = datafusion::physical_expr::create_physical_expr(expr, input, props, &PhysicalPlanningContext::default()).map_err(|e| df_error(e, at))?;
+        let physical = datafusion::physical_expr::create_physical_expr(
+            expr,
+            input,
+            props,
+            &PhysicalPlanningContext::default(),
+        )
+        .map_err(|e| df_error(e, at))?;
         match window_bound(expr) {
             Some(crate::time::window::WINDOW_START) => {
                 group_columns.push(GroupColumn::WindowStart);
@@ -454,30 +590,47 @@ fn aggregate_template(
         }
     }
     let (Some(start_expr), true) = (start_expr, has_end) else {
-        return crate::sql_err!(call.location, "{} needs GROUP BY window_start, window_end (plus any keys)", window_name(call));
+        return crate::sql_err!(
+            call.location,
+            "{} needs GROUP BY window_start, window_end (plus any keys)",
+            window_name(call)
+        );
     };
     let calls = aggregate
         .aggr_expr
         .iter()
         .map(|expr| {
             let planning = PhysicalPlanningContext::default();
-            let lowered = LoweredAggregateBuilder::new(expr, input, physical_input, props, &planning)
-                .with_name(expr.schema_name().to_string())
-                .build()
-                .map_err(|e| df_error(e, at))?;
+            let lowered =
+                LoweredAggregateBuilder::new(expr, input, physical_input, props, &planning)
+                    .with_name(expr.schema_name().to_string())
+                    .build()
+                    .map_err(|e| df_error(e, at))?;
             Ok(AggregateCall { function: lowered.aggregate, filter: lowered.filter })
         })
         .collect::<Result<Vec<_>>>()?;
-    let time_zone = match assigner.schema().field_with_name(crate::time::window::WINDOW_START).map(|f| f.data_type().clone()) {
+    let time_zone = match assigner
+        .schema()
+        .field_with_name(crate::time::window::WINDOW_START)
+        .map(|f| f.data_type().clone())
+    {
         Ok(DataType::Timestamp(_, zone)) => zone,
         _ => None,
     };
-    let output = OutputBuilder { schema: Arc::new(aggregate.schema.as_arrow().clone()), group_columns, time_zone };
+    let output = OutputBuilder {
+        schema: Arc::new(aggregate.schema.as_arrow().clone()),
+        group_columns,
+        time_zone,
+    };
     Ok(AggregateTemplate { key_exprs, key_types, start_expr, calls, spec: call.spec, output })
 }
 
 /// The plan above the aggregate, reading the aggregate's output from a slot.
-fn replace_aggregate(plan: &LogicalPlan, aggregate: &Aggregate, slot: &Arc<BatchSlot>) -> Result<LogicalPlan> {
+fn replace_aggregate(
+    plan: &LogicalPlan,
+    aggregate: &Aggregate,
+    slot: &Arc<BatchSlot>,
+) -> Result<LogicalPlan> {
     let provider: Arc<dyn TableProvider> = SlotTable::new(Arc::clone(slot));
     let mut scan = TableScanBuilder::new("__aggregate", provider_as_source(provider)).build()?;
     scan.projected_schema = Arc::clone(&aggregate.schema);
@@ -490,46 +643,95 @@ fn replace_aggregate(plan: &LogicalPlan, aggregate: &Aggregate, slot: &Arc<Batch
     Ok(replaced.data)
 }
 
-fn map_to_sink(output: &SchemaRef, sink: &TableDef, insert: &InsertInto, at: &Location) -> Result<SinkMapping> {
+fn map_to_sink(
+    output: &SchemaRef,
+    sink: &TableDef,
+    insert: &InsertInto,
+    at: &Location,
+) -> Result<SinkMapping> {
     if sink.has_source_only_columns() {
-        return crate::sql_err!(at, "table '{}' declares computed, metadata or watermark columns, so it can only be read", sink.name);
+        return crate::sql_err!(
+            at,
+            "table '{}' declares computed, metadata or watermark columns, so it can only be read",
+            sink.name
+        );
     }
     if !sink.connector.is_sink() {
-        return crate::sql_err!(at, "table '{}' uses the {} connector, which can only be read", sink.name, sink.connector.name());
+        return crate::sql_err!(
+            at,
+            "table '{}' uses the {} connector, which can only be read",
+            sink.name,
+            sink.connector.name()
+        );
     }
     if let ConnectorSpec::Cassandra(cassandra) = &sink.connector {
         return map_by_name(output, sink, cassandra, insert, at);
     }
     if !sink.declared {
-        let fields: Vec<Field> = output.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        return Ok(SinkMapping { schema: Arc::new(Schema::new(fields)), sources: (0..output.fields().len()).collect() });
+        let fields: Vec<Field> =
+            output.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        return Ok(SinkMapping {
+            schema: Arc::new(Schema::new(fields)),
+            sources: (0..output.fields().len()).collect(),
+        });
     }
     let target = &sink.schema;
     let sources: Vec<usize> = if insert.columns.is_empty() {
         if output.fields().len() != target.fields().len() {
-            return crate::sql_err!(at, "the query produces {} columns but table '{}' has {} ({})", output.fields().len(), sink.name, target.fields().len(), field_names(target));
+            return crate::sql_err!(
+                at,
+                "the query produces {} columns but table '{}' has {} ({})",
+                output.fields().len(),
+                sink.name,
+                target.fields().len(),
+                field_names(target)
+            );
         }
         (0..target.fields().len()).collect()
     } else {
         if insert.columns.len() != output.fields().len() {
-            return crate::sql_err!(at, "{} columns are listed but the query produces {}", insert.columns.len(), output.fields().len());
+            return crate::sql_err!(
+                at,
+                "{} columns are listed but the query produces {}",
+                insert.columns.len(),
+                output.fields().len()
+            );
         }
         let mut sources = vec![];
         for field in target.fields() {
             match insert.columns.iter().position(|c| c == field.name()) {
                 Some(i) => sources.push(i),
-                None => return crate::sql_err!(at, "column '{}' of table '{}' is not in the INSERT column list", field.name(), sink.name),
+                None => {
+                    return crate::sql_err!(
+                        at,
+                        "column '{}' of table '{}' is not in the INSERT column list",
+                        field.name(),
+                        sink.name
+                    );
+                }
             }
         }
         if let Some(unknown) = insert.columns.iter().find(|c| target.field_with_name(c).is_err()) {
-            return crate::sql_err!(at, "table '{}' has no column '{unknown}' ({})", sink.name, field_names(target));
+            return crate::sql_err!(
+                at,
+                "table '{}' has no column '{unknown}' ({})",
+                sink.name,
+                field_names(target)
+            );
         }
         sources
     };
     for (field, &source) in target.fields().iter().zip(&sources) {
         let from = output.field(source).data_type();
         if !can_cast_types(from, field.data_type()) {
-            return crate::sql_err!(at, "column '{}' of table '{}' is {}, but the query gives {from} (query column {})", field.name(), sink.name, field.data_type(), source + 1);
+            return crate::sql_err!(
+                at,
+                "column '{}' of table '{}' is {}, but the query gives {from} (query column {})",
+                field.name(),
+                sink.name,
+                field.data_type(),
+                source + 1
+            );
         }
     }
     Ok(SinkMapping { schema: Arc::clone(target), sources })
@@ -537,14 +739,30 @@ fn map_to_sink(output: &SchemaRef, sink: &TableDef, insert: &InsertInto, at: &Lo
 
 /// Maps query output to a Cassandra table's columns by name (or by the INSERT column list):
 /// every primary key column must be written and every written column must take the value's type.
-fn map_by_name(output: &SchemaRef, sink: &TableDef, cassandra: &CassandraOptions, insert: &InsertInto, at: &Location) -> Result<SinkMapping> {
+fn map_by_name(
+    output: &SchemaRef,
+    sink: &TableDef,
+    cassandra: &CassandraOptions,
+    insert: &InsertInto,
+    at: &Location,
+) -> Result<SinkMapping> {
     let Some(table) = &cassandra.columns else {
-        return crate::sql_err!(at, "the columns of table '{}' could not be read from Cassandra (see the error at {})", sink.name, sink.location);
+        return crate::sql_err!(
+            at,
+            "the columns of table '{}' could not be read from Cassandra (see the error at {})",
+            sink.name,
+            sink.location
+        );
     };
     let names: Vec<&str> = if insert.columns.is_empty() {
         output.fields().iter().map(|f| f.name().as_str()).collect()
     } else if insert.columns.len() != output.fields().len() {
-        return crate::sql_err!(at, "{} columns are listed but the query produces {}", insert.columns.len(), output.fields().len());
+        return crate::sql_err!(
+            at,
+            "{} columns are listed but the query produces {}",
+            insert.columns.len(),
+            output.fields().len()
+        );
     } else {
         insert.columns.iter().map(String::as_str).collect()
     };
@@ -552,19 +770,35 @@ fn map_by_name(output: &SchemaRef, sink: &TableDef, cassandra: &CassandraOptions
     let mut sources = vec![];
     for (source, name) in names.iter().enumerate() {
         if table.column(name).is_none() {
-            return crate::sql_err!(at, "query column {} '{name}' is not a column of Cassandra table {} ({}); alias it to one", source + 1, cassandra.qualified_name(), field_names(&table.schema()));
+            return crate::sql_err!(
+                at,
+                "query column {} '{name}' is not a column of Cassandra table {} ({}); alias it to one",
+                source + 1,
+                cassandra.qualified_name(),
+                field_names(&table.schema())
+            );
         }
         if names[..source].contains(name) {
             return crate::sql_err!(at, "column '{name}' is written twice");
         }
-        let data_type = table.writable(name, output.field(source).data_type()).map_err(|m| EngineError::sql(at.clone(), format!("table '{}': {m}", sink.name)))?;
+        let data_type = table
+            .writable(name, output.field(source).data_type())
+            .map_err(|m| EngineError::sql(at.clone(), format!("table '{}': {m}", sink.name)))?;
         let key = table.column(name).is_some_and(|c| c.is_key());
         fields.push(Field::new(*name, data_type, !key));
         sources.push(source);
     }
-    let missing: Vec<String> = table.primary_key().into_iter().filter(|k| !names.contains(&k.as_str())).collect();
+    let missing: Vec<String> =
+        table.primary_key().into_iter().filter(|k| !names.contains(&k.as_str())).collect();
     if !missing.is_empty() {
-        return crate::sql_err!(at, "the query does not write primary key column{} {} of Cassandra table {} (primary key: {})", if missing.len() > 1 { "s" } else { "" }, missing.join(", "), cassandra.qualified_name(), table.primary_key().join(", "));
+        return crate::sql_err!(
+            at,
+            "the query does not write primary key column{} {} of Cassandra table {} (primary key: {})",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", "),
+            cassandra.qualified_name(),
+            table.primary_key().join(", ")
+        );
     }
     Ok(SinkMapping { schema: Arc::new(Schema::new(fields)), sources })
 }

@@ -4,7 +4,9 @@
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::Expr;
-use datafusion::sql::sqlparser::ast::{self, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor};
+use datafusion::sql::sqlparser::ast::{
+    self, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor,
+};
 use datafusion::sql::sqlparser::ast::{Query, SetExpr, TableWithJoins};
 
 use crate::catalog::{df_message, plan_expr};
@@ -112,10 +114,21 @@ fn rewrite_factor(
             let location = name_location(name, at);
             let call = parse_call(&function, &args.args, state, &location, *next_id)?;
             *next_id += 1;
-            let alias_name = alias.as_ref().map(|a| a.name.clone()).unwrap_or_else(|| Ident::new(call.input.clone()));
+            let alias_name = alias
+                .as_ref()
+                .map(|a| a.name.clone())
+                .unwrap_or_else(|| Ident::new(call.input.clone()));
             *factor = TableFactor::Table {
-                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote('"', call.relation.clone()))]),
-                alias: Some(TableAlias { explicit: true, name: alias_name, columns: vec![], at: None }),
+                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
+                    '"',
+                    call.relation.clone(),
+                ))]),
+                alias: Some(TableAlias {
+                    explicit: true,
+                    name: alias_name,
+                    columns: vec![],
+                    at: None,
+                }),
                 args: None,
                 with_hints: vec![],
                 version: None,
@@ -167,7 +180,10 @@ fn parse_call(
     let identifier = |e: &ast::Expr, what: &str| -> Result<String> {
         match e {
             ast::Expr::Identifier(ident) => Ok(normalize_ident(ident)),
-            other => crate::sql_err!(at, "{function}: the {what} must be a name, found '{other}' ({usage})"),
+            other => crate::sql_err!(
+                at,
+                "{function}: the {what} must be a name, found '{other}' ({usage})"
+            ),
         }
     };
     let input = identifier(exprs[0], "first argument (the table)")?;
@@ -181,21 +197,39 @@ fn parse_call(
         "HOP" => {
             let (slide, size) = (durations[0], durations[1]);
             if size % slide != 0 {
-                return crate::sql_err!(at, "HOP: the size must be a multiple of the slide (HOP(table, time_column, slide, size))");
+                return crate::sql_err!(
+                    at,
+                    "HOP: the size must be a multiple of the slide (HOP(table, time_column, slide, size))"
+                );
             }
             WindowSpec::Hop { slide, size }
         }
         _ => WindowSpec::Session { gap: durations[0] },
     };
-    Ok(WindowCall { relation: format!("__window_{id}"), input, time_column, spec, location: at.clone() })
+    Ok(WindowCall {
+        relation: format!("__window_{id}"),
+        input,
+        time_column,
+        spec,
+        location: at.clone(),
+    })
 }
 
 /// The length of an `INTERVAL` literal in nanoseconds; months are refused (they vary).
-fn interval_nanos(expr: &ast::Expr, state: &SessionState, at: &Location, function: &str) -> Result<i64> {
+fn interval_nanos(
+    expr: &ast::Expr,
+    state: &SessionState,
+    at: &Location,
+    function: &str,
+) -> Result<i64> {
     let planned = plan_expr(state, expr, &DFSchema::empty(), at)?;
-    let simplified = state.create_physical_expr(planned, &DFSchema::empty()).map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
+    let simplified = state
+        .create_physical_expr(planned, &DFSchema::empty())
+        .map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
     let value = simplified
-        .evaluate(&datafusion::arrow::record_batch::RecordBatch::new_empty(std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty())))
+        .evaluate(&datafusion::arrow::record_batch::RecordBatch::new_empty(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Schema::empty(),
+        )))
         .ok()
         .and_then(|v| match v {
             datafusion::logical_expr::ColumnarValue::Scalar(s) => Some(s),
@@ -222,8 +256,12 @@ fn interval_nanos(expr: &ast::Expr, state: &SessionState, at: &Location, functio
 /// Whether a logical expression is a plain reference to a window bound column.
 pub fn window_bound(expr: &Expr) -> Option<&'static str> {
     match expr {
-        Expr::Column(c) if c.name == crate::time::window::WINDOW_START => Some(crate::time::window::WINDOW_START),
-        Expr::Column(c) if c.name == crate::time::window::WINDOW_END => Some(crate::time::window::WINDOW_END),
+        Expr::Column(c) if c.name == crate::time::window::WINDOW_START => {
+            Some(crate::time::window::WINDOW_START)
+        }
+        Expr::Column(c) if c.name == crate::time::window::WINDOW_END => {
+            Some(crate::time::window::WINDOW_END)
+        }
         _ => None,
     }
 }

@@ -32,6 +32,10 @@ pub struct StepOutcome {
     pub more_available: bool,
     /// Bounded input is fully processed and every window closed.
     pub finished: bool,
+    /// Events dropped for arriving later than the allowed lateness.
+    pub late: usize,
+    /// Records skipped because they could not be decoded or had no event time.
+    pub malformed: usize,
 }
 
 /// Runs one continuous query.
@@ -49,7 +53,10 @@ pub struct QueryRunner {
 
 impl std::fmt::Debug for QueryRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryRunner").field("query", &self.plan.name).field("epoch", &self.epoch).finish()
+        f.debug_struct("QueryRunner")
+            .field("query", &self.plan.name)
+            .field("epoch", &self.epoch)
+            .finish()
     }
 }
 
@@ -75,7 +82,11 @@ impl QueryRunner {
                 return Err(EngineError::Internal(format!("{} cannot be a source", other.name())));
             }
         };
-        let sink = open_sink(&plan.sink.name, &plan.sink.connector, Arc::clone(&plan.sink_mapping.schema))?;
+        let sink = open_sink(
+            &plan.sink.name,
+            &plan.sink.connector,
+            Arc::clone(&plan.sink_mapping.schema),
+        )?;
         let idle_timeout = plan.source.idle_timeout.or(plan.options.idle_timeout);
         let aggregate = match &plan.stages {
             Stages::Windowed(stages) => Some(stages.new_aggregate()?),
@@ -162,7 +173,8 @@ impl QueryRunner {
         }
         counter!(m::MALFORMED, &labels).increment(polled.malformed.len() as u64);
 
-        let mut outcome = StepOutcome::default();
+        let mut outcome =
+            StepOutcome { malformed: polled.malformed.len(), ..StepOutcome::default() };
         let watermark_before = self.watermarks.current();
         let mut batches = Vec::with_capacity(polled.batches.len());
         for part in polled.batches {
@@ -174,7 +186,8 @@ impl QueryRunner {
         }
         counter!(m::ROWS_IN, &labels).increment(outcome.rows_in as u64);
         let watermark = self.watermarks.advance(now);
-        let end_of_input = self.bounded && self.finished_partitions >= self.partitions && !outcome.more_available;
+        let end_of_input =
+            self.bounded && self.finished_partitions >= self.partitions && !outcome.more_available;
 
         let task_ctx = Arc::clone(&self.plan.task_ctx);
         let (upserts, deletes) = match (&self.plan.stages, self.aggregate.as_mut()) {
@@ -200,6 +213,7 @@ impl QueryRunner {
                     if dropped.null_time > 0 {
                         tracing::warn!(query = %self.plan.name, rows = dropped.null_time, "events without an event time skipped");
                         counter!(m::MALFORMED, &labels).increment(dropped.null_time as u64);
+                        outcome.malformed += dropped.null_time;
                     }
                     windowed.push(assigned);
                 }
@@ -207,6 +221,7 @@ impl QueryRunner {
                     tracing::debug!(query = %self.plan.name, late, "late events dropped");
                 }
                 counter!(m::LATE_EVENTS, &labels).increment(late as u64);
+                outcome.late = late;
                 stages.window_slot.fill(windowed);
                 for batch in collect(Arc::clone(&stages.pre), Arc::clone(&task_ctx)).await? {
                     aggregate.update(&batch)?;
@@ -219,11 +234,17 @@ impl QueryRunner {
                 };
                 let emitted = aggregate.emit(trigger)?;
                 gauge!(m::WINDOW_GROUPS, &labels).set(aggregate.num_groups() as f64);
-                let upserts = run_post(&stages.post, &stages.aggregate_slot, emitted.upserts, &task_ctx).await?;
-                let deletes = run_post(&stages.post, &stages.aggregate_slot, emitted.deletes, &task_ctx).await?;
+                let upserts =
+                    run_post(&stages.post, &stages.aggregate_slot, emitted.upserts, &task_ctx)
+                        .await?;
+                let deletes =
+                    run_post(&stages.post, &stages.aggregate_slot, emitted.deletes, &task_ctx)
+                        .await?;
                 (upserts, deletes)
             }
-            (Stages::Windowed(_), None) => return Err(EngineError::Internal("windowed query without state".into())),
+            (Stages::Windowed(_), None) => {
+                return Err(EngineError::Internal("windowed query without state".into()));
+            }
         };
         for (batches, kind) in [(upserts, ChangeKind::Upsert), (deletes, ChangeKind::Delete)] {
             for batch in batches {
@@ -240,7 +261,9 @@ impl QueryRunner {
         counter!(m::ROWS_OUT, &labels).increment(outcome.rows_out as u64);
         histogram!(m::BATCH_DURATION, &labels).record(started.elapsed().as_secs_f64());
         if let Some(w) = watermark {
-            let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
             gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall) - w) as f64 / 1e9);
         }
         outcome.finished = end_of_input;
@@ -272,7 +295,6 @@ impl QueryRunner {
             }
         }
     }
-
 }
 
 /// Counts and logs a sink failure and waits before the retry; gives up on bounded input after
@@ -290,7 +312,8 @@ async fn sink_failed(query: &str, bounded: bool, err: EngineError, failures: u32
 
 /// Exponential backoff from 100 ms to 30 s.
 fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << failures.min(9).saturating_sub(1))).min(Duration::from_secs(30))
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(9).saturating_sub(1)))
+        .min(Duration::from_secs(30))
 }
 
 fn nanos(d: Duration) -> i64 {

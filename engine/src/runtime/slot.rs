@@ -154,7 +154,10 @@ impl ExecutionPlan for SlotExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
     }
 
     fn execute(
@@ -163,6 +166,10 @@ impl ExecutionPlan for SlotExec {
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let batches = self.slot.take();
-        Ok(Box::pin(MemoryStream::try_new(batches, Arc::clone(self.slot.schema()), self.projection.clone())?))
+        Ok(Box::pin(MemoryStream::try_new(
+            batches,
+            Arc::clone(self.slot.schema()),
+            self.projection.clone(),
+        )?))
     }
 }

@@ -24,7 +24,10 @@ pub fn expand_vars(
         let offset = consumed + start;
         let body_start = start + 2;
         let Some(len) = rest[body_start..].find('}') else {
-            return Err(ExpandError { offset, message: "unterminated '${': add a closing '}'".into() });
+            return Err(ExpandError {
+                offset,
+                message: "unterminated '${': add a closing '}'".into(),
+            });
         };
         let body = &rest[body_start..body_start + len];
         let (name, default) = match body.split_once(":-") {
@@ -79,7 +82,10 @@ mod tests {
         assert_eq!(expand_vars("x${MISSING:-localhost:9092}y", &env).unwrap(), "xlocalhost:9092y");
         assert_eq!(expand_vars("${BROKERS:-other}", &env).unwrap(), "k1:9092,k2:9092");
         assert_eq!(expand_vars("${MISSING:-}", &env).unwrap(), "");
-        assert_eq!(expand_vars("cost $5 and ${BROKERS}!", &env).unwrap(), "cost $5 and k1:9092,k2:9092!");
+        assert_eq!(
+            expand_vars("cost $5 and ${BROKERS}!", &env).unwrap(),
+            "cost $5 and k1:9092,k2:9092!"
+        );
     }
 
     #[test]

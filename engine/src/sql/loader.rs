@@ -44,7 +44,8 @@ pub fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
     })?;
     let mut files = vec![];
     for entry in entries {
-        let entry = entry.map_err(|err| EngineError::io(format!("listing {}", dir.display()), err))?;
+        let entry =
+            entry.map_err(|err| EngineError::io(format!("listing {}", dir.display()), err))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if !name.starts_with('.') && name.ends_with(".sql") && entry.path().is_file() {

@@ -123,7 +123,11 @@ impl Options {
         match option.value.to_ascii_lowercase().as_str() {
             "true" => Ok(Some(true)),
             "false" => Ok(Some(false)),
-            _ => crate::sql_err!(option.location, "'{key}' must be true or false, found '{}'", option.value),
+            _ => crate::sql_err!(
+                option.location,
+                "'{key}' must be true or false, found '{}'",
+                option.value
+            ),
         }
     }
 

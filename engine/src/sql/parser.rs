@@ -245,10 +245,12 @@ fn parse_statement(
     let first = word_at(&parser, 0);
     let second = word_at(&parser, 1);
     let statement = match (first.as_deref(), second.as_deref()) {
-        (Some("CREATE"), Some("TABLE")) => {
-            Statement::CreateTable(parse_create_table(file, &mut parser).map_err(|e| failure(&parser, e))?)
+        (Some("CREATE"), Some("TABLE")) => Statement::CreateTable(
+            parse_create_table(file, &mut parser).map_err(|e| failure(&parser, e))?,
+        ),
+        (Some("SET"), _) => {
+            Statement::Set(parse_set(&mut parser).map_err(|e| failure(&parser, e))?)
         }
-        (Some("SET"), _) => Statement::Set(parse_set(&mut parser).map_err(|e| failure(&parser, e))?),
         (Some("CREATE" | "INSERT"), _) => {
             let parsed = parser.parse_statement().map_err(|e| failure(&parser, e))?;
             from_sqlparser(&location, parsed, emit)?
@@ -323,12 +325,21 @@ fn from_sqlparser(
     match statement {
         ast::Statement::CreateView(view) => {
             if view.materialized {
-                return crate::sql_err!(location, "MATERIALIZED views are not supported; use CREATE VIEW");
+                return crate::sql_err!(
+                    location,
+                    "MATERIALIZED views are not supported; use CREATE VIEW"
+                );
             }
             if !view.columns.is_empty() {
-                return crate::sql_err!(location, "a view's column list is not supported; alias the columns in its query");
+                return crate::sql_err!(
+                    location,
+                    "a view's column list is not supported; alias the columns in its query"
+                );
             }
-            Ok(Statement::CreateView(CreateView { name: object_name(location, &view.name)?, query: view.query }))
+            Ok(Statement::CreateView(CreateView {
+                name: object_name(location, &view.name)?,
+                query: view.query,
+            }))
         }
         ast::Statement::Insert(insert) => {
             let ast::TableObject::TableName(name) = &insert.table else {
@@ -342,7 +353,12 @@ fn from_sqlparser(
                 .iter()
                 .map(|c| object_name(location, c))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Statement::Insert(InsertInto { table: object_name(location, name)?, columns, query, emit }))
+            Ok(Statement::Insert(InsertInto {
+                table: object_name(location, name)?,
+                columns,
+                query,
+                emit,
+            }))
         }
         other => crate::sql_err!(
             location,
@@ -367,7 +383,10 @@ pub fn normalize_ident(ident: &ast::Ident) -> String {
 fn object_name(location: &Location, name: &ast::ObjectName) -> Result<String, EngineError> {
     match name.0.as_slice() {
         [ast::ObjectNamePart::Identifier(ident)] => Ok(normalize_ident(ident)),
-        _ => crate::sql_err!(location, "'{name}': qualified names are not supported; use a plain table name"),
+        _ => crate::sql_err!(
+            location,
+            "'{name}': qualified names are not supported; use a plain table name"
+        ),
     }
 }
 
@@ -385,7 +404,11 @@ fn parse_create_table(file: &Arc<PathBuf>, p: &mut Parser) -> Result<CreateTable
                     return parser_fail(&start, "PRIMARY KEY is specified more than once");
                 }
                 p.expect_token(&Token::LParen)?;
-                primary_key = p.parse_comma_separated(|p| p.parse_identifier())?.iter().map(normalize_ident).collect();
+                primary_key = p
+                    .parse_comma_separated(|p| p.parse_identifier())?
+                    .iter()
+                    .map(normalize_ident)
+                    .collect();
                 p.expect_token(&Token::RParen)?;
                 // Informational in Flink too: keys are never enforced on a stream.
                 let _not_enforced = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
@@ -433,9 +456,14 @@ fn parse_table_element(p: &mut Parser) -> Result<TableElement, ParserError> {
             nullable = false;
         } else if p.parse_keyword(Keyword::NULL) {
             nullable = true;
-        } else if matches!(&p.peek_token().token, Token::Word(w) if w.value.eq_ignore_ascii_case("METADATA")) {
+        } else if matches!(&p.peek_token().token, Token::Word(w) if w.value.eq_ignore_ascii_case("METADATA"))
+        {
             p.next_token();
-            metadata = Some(if p.parse_keyword(Keyword::FROM) { p.parse_literal_string()? } else { name.clone() });
+            metadata = Some(if p.parse_keyword(Keyword::FROM) {
+                p.parse_literal_string()?
+            } else {
+                name.clone()
+            });
             // VIRTUAL only matters for sinks that would write metadata back; ours never do.
             let _virtual = p.parse_keyword(Keyword::VIRTUAL);
         } else {
@@ -525,7 +553,9 @@ impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Statement::CreateTable(t) => t.fmt(f),
-            Statement::CreateView(v) => write!(f, "CREATE VIEW {} AS {}", quote_ident(&v.name), v.query),
+            Statement::CreateView(v) => {
+                write!(f, "CREATE VIEW {} AS {}", quote_ident(&v.name), v.query)
+            }
             Statement::Insert(i) => {
                 write!(f, "INSERT INTO {}", quote_ident(&i.table))?;
                 if !i.columns.is_empty() {
@@ -580,7 +610,9 @@ impl fmt::Display for TableElement {
                 Ok(())
             }
             TableElement::Computed { name, expr } => write!(f, "{} AS {expr}", quote_ident(name)),
-            TableElement::Watermark(w) => write!(f, "WATERMARK FOR {} AS {}", quote_ident(&w.column), w.expr),
+            TableElement::Watermark(w) => {
+                write!(f, "WATERMARK FOR {} AS {}", quote_ident(&w.column), w.expr)
+            }
         }
     }
 }

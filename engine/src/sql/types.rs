@@ -36,9 +36,10 @@ pub fn arrow_type(sql: &ast::DataType) -> Result<DataType, String> {
                 let s = i8::try_from(*s).map_err(|_| "DECIMAL scale too large".to_string())?;
                 DataType::Decimal128(p, s)
             }
-            ExactNumberInfo::Precision(p) => {
-                DataType::Decimal128(u8::try_from(*p).map_err(|_| "DECIMAL precision too large")?, 0)
-            }
+            ExactNumberInfo::Precision(p) => DataType::Decimal128(
+                u8::try_from(*p).map_err(|_| "DECIMAL precision too large")?,
+                0,
+            ),
             ExactNumberInfo::None => DataType::Decimal128(38, 10),
         },
         S::Bytea | S::Binary(_) | S::Varbinary(_) | S::Blob(_) => DataType::Binary,

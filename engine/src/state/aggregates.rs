@@ -12,8 +12,8 @@ use datafusion::arrow::compute::take;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 /// One aggregate call of the query: the function, its argument and ORDER BY expressions and
 /// its `FILTER (WHERE ...)`.
@@ -157,7 +157,8 @@ fn merge_into(
     }
     let indices = UInt32Array::from(rows.to_vec());
     for (accumulator, columns) in accumulators.iter_mut().zip(&state.columns) {
-        let picked = columns.iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
+        let picked =
+            columns.iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
         accumulator.merge_batch(&picked, targets, num_groups)?;
     }
     Ok(())

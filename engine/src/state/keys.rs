@@ -25,7 +25,11 @@ impl KeyInterner {
     }
 
     /// The key id of every row of `columns` (`num_rows` rows), interning new keys.
-    pub fn intern(&mut self, columns: &[ArrayRef], num_rows: usize) -> Result<Vec<KeyId>, ArrowError> {
+    pub fn intern(
+        &mut self,
+        columns: &[ArrayRef],
+        num_rows: usize,
+    ) -> Result<Vec<KeyId>, ArrowError> {
         if columns.is_empty() {
             if self.rows.is_empty() {
                 self.rows.push(Box::new([]));

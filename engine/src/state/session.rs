@@ -70,7 +70,13 @@ impl SessionWindows {
             let id = match touching.split_first() {
                 None => {
                     let id = self.sessions.len();
-                    self.sessions.push(Session { key, start: t, last: t, dirty: true, written: None });
+                    self.sessions.push(Session {
+                        key,
+                        start: t,
+                        last: t,
+                        dirty: true,
+                        written: None,
+                    });
                     self.merged_into.push(id);
                     list.push(id);
                     id
@@ -125,12 +131,17 @@ impl SessionWindows {
             })
             .collect();
         let any_closed = (0..n).any(|id| is_live(id) && closed(&self.sessions[id]));
-        if outputs.is_empty() && retracted.is_empty() && !any_closed && n == self.by_key.values().map(Vec::len).sum::<usize>() {
+        if outputs.is_empty()
+            && retracted.is_empty()
+            && !any_closed
+            && n == self.by_key.values().map(Vec::len).sum::<usize>()
+        {
             return Ok(Emitted::default());
         }
 
         let state = aggregates.take_state(n)?;
-        let position: HashMap<usize, usize> = outputs.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let position: HashMap<usize, usize> =
+            outputs.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let (mut rows, mut targets) = (vec![], vec![]);
         for id in 0..n {
             if let Some(&target) = position.get(&self.live(id)) {
@@ -144,16 +155,20 @@ impl SessionWindows {
             windows.push(s.key, s.start, s.last + gap);
         }
         let values = aggregates.evaluate(&state, &rows, &targets, outputs.len())?;
-        let upserts = if windows.is_empty() { None } else { Some(output.build(keys, &windows, values)?) };
+        let upserts =
+            if windows.is_empty() { None } else { Some(output.build(keys, &windows, values)?) };
         if let (Some(batch), false) = (&upserts, trigger.on_close) {
             for (row, &id) in outputs.iter().enumerate() {
-                self.sessions[id].written = Some((self.sessions[id].start, row_values(batch, row)?));
+                self.sessions[id].written =
+                    Some((self.sessions[id].start, row_values(batch, row)?));
             }
         }
         let deletes = retraction_batch(output, retracted)?;
 
-        let kept: Vec<usize> = (0..n).filter(|&id| is_live(id) && !closed(&self.sessions[id])).collect();
-        let new_index: HashMap<usize, usize> = kept.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let kept: Vec<usize> =
+            (0..n).filter(|&id| is_live(id) && !closed(&self.sessions[id])).collect();
+        let new_index: HashMap<usize, usize> =
+            kept.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let (mut rows, mut targets) = (vec![], vec![]);
         for id in 0..n {
             if let Some(&target) = new_index.get(&self.live(id)) {
@@ -162,10 +177,8 @@ impl SessionWindows {
             }
         }
         aggregates.restore(&state, &rows, &targets, kept.len())?;
-        let sessions: Vec<Session> = kept
-            .iter()
-            .map(|&id| Session { dirty: false, ..self.sessions[id].clone() })
-            .collect();
+        let sessions: Vec<Session> =
+            kept.iter().map(|&id| Session { dirty: false, ..self.sessions[id].clone() }).collect();
         self.rebuild(sessions, keys);
         Ok(Emitted { upserts, deletes })
     }

@@ -118,8 +118,10 @@ impl SlicedWindows {
         let values = aggregates.evaluate(&state, &rows, &targets, windows.len())?;
         let upserts = if out.is_empty() { None } else { Some(output.build(keys, &out, values)?) };
 
-        let kept: Vec<u32> =
-            (0..self.slices.len()).filter(|&id| !expired(self.slices[id].1)).map(|id| id as u32).collect();
+        let kept: Vec<u32> = (0..self.slices.len())
+            .filter(|&id| !expired(self.slices[id].1))
+            .map(|id| id as u32)
+            .collect();
         let targets: Vec<usize> = (0..kept.len()).collect();
         aggregates.restore(&state, &kept, &targets, kept.len())?;
         let slices: Vec<(KeyId, i64)> = kept.iter().map(|&id| self.slices[id as usize]).collect();

@@ -29,7 +29,11 @@ impl Readiness {
 }
 
 /// Binds `addr` and serves the endpoints until `shutdown`; returns the bound address.
-pub async fn serve(addr: SocketAddr, readiness: Readiness, shutdown: CancellationToken) -> Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr> {
     let handle = super::metrics::install();
     let app = Router::new()
         .route(
@@ -49,12 +53,13 @@ pub async fn serve(addr: SocketAddr, readiness: Readiness, shutdown: Cancellatio
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| EngineError::io(format!("cannot listen on {addr} for /metrics (use --metrics-addr)"), e))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        EngineError::io(format!("cannot listen on {addr} for /metrics (use --metrics-addr)"), e)
+    })?;
     let bound = listener.local_addr().map_err(|e| EngineError::io("metrics listener", e))?;
     tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
         if let Err(err) = served {
             tracing::error!(%err, "metrics endpoint stopped");
         }

@@ -31,7 +31,11 @@ impl WatermarkTracker {
 
     fn partition(&mut self, partition: usize, now: Instant) -> &mut PartitionClock {
         while self.partitions.len() <= partition {
-            self.partitions.push(PartitionClock { watermark: None, last_data: now, finished: false });
+            self.partitions.push(PartitionClock {
+                watermark: None,
+                last_data: now,
+                finished: false,
+            });
         }
         &mut self.partitions[partition]
     }

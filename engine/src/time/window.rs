@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, TimestampNanosecondArray,
+};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::Result as DfResult;
@@ -92,11 +94,16 @@ impl WindowAssigner {
 
     /// Drops events earlier than `drop_before` (and those without a time), then adds the
     /// window bound columns.
-    pub fn assign(&self, batch: &RecordBatch, drop_before: Option<i64>) -> DfResult<(RecordBatch, Dropped)> {
+    pub fn assign(
+        &self,
+        batch: &RecordBatch,
+        drop_before: Option<i64>,
+    ) -> DfResult<(RecordBatch, Dropped)> {
         let times = to_nanos(batch.column(self.time_index))?;
         let mut dropped = Dropped { late: 0, null_time: times.null_count() };
         let threshold = drop_before.unwrap_or(i64::MIN);
-        let keep: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= threshold))).collect();
+        let keep: BooleanArray =
+            times.iter().map(|t| Some(t.is_some_and(|t| t >= threshold))).collect();
         let kept = keep.true_count();
         dropped.late = batch.num_rows() - kept - dropped.null_time;
         let (batch, times) = if kept == batch.num_rows() {
@@ -155,7 +162,11 @@ mod tests {
         ]));
         let n = times.len() as i64;
         let ts = datafusion::arrow::array::TimestampSecondArray::from(times);
-        RecordBatch::try_new(schema, vec![Arc::new(ts), Arc::new(Int64Array::from_iter_values(0..n))]).unwrap()
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(ts), Arc::new(Int64Array::from_iter_values(0..n))],
+        )
+        .unwrap()
     }
 
     fn bounds(b: &RecordBatch) -> Vec<(i64, i64)> {
@@ -176,7 +187,11 @@ mod tests {
     #[test]
     fn hop_assigns_slices() {
         let input = batch(vec![Some(61), Some(119)]);
-        let a = WindowAssigner::new(WindowSpec::Hop { slide: 60 * S, size: 300 * S }, &input.schema(), 0);
+        let a = WindowAssigner::new(
+            WindowSpec::Hop { slide: 60 * S, size: 300 * S },
+            &input.schema(),
+            0,
+        );
         assert_eq!(bounds(&a.assign(&input, None).unwrap().0), vec![(60, 120), (60, 120)]);
     }
 
@@ -187,7 +202,11 @@ mod tests {
         let (out, dropped) = a.assign(&input, Some(5 * S)).unwrap();
         assert_eq!(bounds(&out), vec![(10, 13), (5, 8)]);
         assert_eq!(dropped, Dropped { late: 1, null_time: 1 });
-        let values: Vec<i64> = out.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>().values().to_vec();
+        let values: Vec<i64> = out
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
         assert_eq!(values, vec![0, 3]);
     }
 }

@@ -26,14 +26,14 @@ const START: i64 = 1_700_000_040; // a minute boundary, epoch seconds
 /// never ties; produced in time order, one partition per symbol group.
 fn ticks() -> Vec<(i32, String, Vec<u8>, i64)> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut prices = vec![100.0f64; SYMBOLS];
+    let mut prices = [100.0f64; SYMBOLS];
     let mut ticks = vec![];
     for second in 0..SECONDS {
         for (s, price) in prices.iter_mut().enumerate() {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 continue;
             }
             *price = (*price * (1.0 + ((state >> 11) % 2001) as f64 / 1e5 - 0.01)).max(1.0);

@@ -3,6 +3,7 @@
 //! (`scripts/test-env.sh start`; `MDSP_KAFKA_BROKERS` and `MDSP_CQL_HOSTS` must be set, the
 //! tests fail loudly otherwise).
 
+mod bench;
 mod cassandra;
 mod end_to_end;
 mod errors;

@@ -98,7 +98,7 @@ impl CassandraSink {
         EngineError::connector(self.label.clone(), message)
     }
 
-    /// The upsert, e.g. `INSERT INTO "market"."candles_1m" ("symbol", ...) VALUES (?, ...) USING TTL 60`.
+    /// The upsert, e.g. `INSERT INTO market.candles_1m (symbol, ...) VALUES (?, ...) USING TTL 60`.
     pub fn insert_statement(&self) -> String {
         let names: Vec<String> = self.schema.fields().iter().map(|f| quote(f.name())).collect();
         let markers = vec!["?"; names.len()].join(", ");
@@ -106,7 +106,7 @@ impl CassandraSink {
         format!("INSERT INTO {} ({}) VALUES ({markers}){ttl}", self.target(), names.join(", "))
     }
 
-    /// The delete by primary key, e.g. `DELETE FROM "market"."candles_1m" WHERE "symbol" = ? AND ...`.
+    /// The delete by primary key, e.g. `DELETE FROM market.candles_1m WHERE symbol = ? AND ...`.
     pub fn delete_statement(&self) -> String {
         let conditions: Vec<String> = self
             .key
@@ -419,11 +419,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             sink.insert_statement(),
-            r#"INSERT INTO "market"."candles_1m" ("window_start", "symbol", "close") VALUES (?, ?, ?) USING TTL 3600"#
+            "INSERT INTO market.candles_1m (window_start, symbol, close) VALUES (?, ?, ?) USING TTL 3600"
         );
         assert_eq!(
             sink.delete_statement(),
-            r#"DELETE FROM "market"."candles_1m" WHERE "symbol" = ? AND "window_start" = ?"#
+            "DELETE FROM market.candles_1m WHERE symbol = ? AND window_start = ?"
         );
         let plain =
             CassandraSink::new("c", &options(None), schema(&["symbol", "window_start"])).unwrap();

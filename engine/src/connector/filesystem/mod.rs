@@ -55,7 +55,10 @@ impl FilesystemOptions {
             None => {
                 return Err(EngineError::sql(
                     options.statement_location().clone(),
-                    format!("table '{}' needs option 'format' ('json', 'csv' or 'parquet')", options.table()),
+                    format!(
+                        "table '{}' needs option 'format' ('json', 'csv' or 'parquet')",
+                        options.table()
+                    ),
                 ));
             }
         };
@@ -64,7 +67,11 @@ impl FilesystemOptions {
             None => b',',
             Some(o) if o.value.len() == 1 => o.value.as_bytes()[0],
             Some(o) => {
-                return crate::sql_err!(o.location, "'csv.delimiter' must be one character, found '{}'", o.value);
+                return crate::sql_err!(
+                    o.location,
+                    "'csv.delimiter' must be one character, found '{}'",
+                    o.value
+                );
             }
         };
         Ok(Self { path: PathBuf::from(path.value), format, csv_header, csv_delimiter })
@@ -78,11 +85,15 @@ pub fn json_lines(batch: &RecordBatch, kind: ChangeKind, out: &mut Vec<u8>) -> R
         ChangeKind::Delete => with_delete_marker(batch)?,
     };
     let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(out);
-    writer.write(&batch).and_then(|()| writer.finish()).map_err(|e| EngineError::Internal(format!("JSON encoding: {e}")))
+    writer
+        .write(&batch)
+        .and_then(|()| writer.finish())
+        .map_err(|e| EngineError::Internal(format!("JSON encoding: {e}")))
 }
 
 fn with_delete_marker(batch: &RecordBatch) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> =
+        batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("__op", DataType::Utf8, false));
     let mut columns = batch.columns().to_vec();
     let marker: ArrayRef = std::sync::Arc::new(StringArray::from(vec!["delete"; batch.num_rows()]));

@@ -15,7 +15,7 @@ use crate::error::{EngineError, Result};
 
 enum Pending {
     Json(Vec<u8>),
-    Parquet(ArrowWriter<File>),
+    Parquet(Box<ArrowWriter<File>>),
 }
 
 /// A filesystem sink.
@@ -39,17 +39,19 @@ impl FileSink {
     pub fn new(table: &str, options: &FilesystemOptions, schema: SchemaRef) -> Result<Self> {
         let dir = options.path.clone();
         let fail = |e: std::io::Error| {
-            EngineError::connector(format!("filesystem sink '{table}'"), format!("{}: {e}", dir.display()))
+            EngineError::connector(
+                format!("filesystem sink '{table}'"),
+                format!("{}: {e}", dir.display()),
+            )
         };
         std::fs::create_dir_all(&dir).map_err(fail)?;
         let mut next_file = 0;
         for entry in std::fs::read_dir(&dir).map_err(fail)? {
             let name = entry.map_err(fail)?.file_name();
             let name = name.to_string_lossy();
-            if let Some(n) = name.strip_prefix("part-").and_then(|r| r.split('.').next()) {
-                if let Ok(n) = n.parse::<u64>() {
-                    next_file = next_file.max(n + 1);
-                }
+            let number = name.strip_prefix("part-").and_then(|r| r.split('.').next());
+            if let Some(Ok(n)) = number.map(str::parse::<u64>) {
+                next_file = next_file.max(n + 1);
             }
         }
         if options.format == FileFormat::Csv {
@@ -58,7 +60,14 @@ impl FileSink {
                 "CSV is read-only; write 'json' or 'parquet'",
             ));
         }
-        Ok(Self { table: table.to_string(), dir, format: options.format, schema, next_file, pending: None })
+        Ok(Self {
+            table: table.to_string(),
+            dir,
+            format: options.format,
+            schema,
+            next_file,
+            pending: None,
+        })
     }
 
     fn extension(&self) -> &'static str {
@@ -87,7 +96,10 @@ impl SinkWriter for FileSink {
             self.pending = Some(match self.format {
                 FileFormat::Parquet => {
                     let file = File::create(self.temp_path()).map_err(|e| self.error(e))?;
-                    Pending::Parquet(ArrowWriter::try_new(file, self.schema.clone(), None).map_err(|e| self.error(e))?)
+                    Pending::Parquet(Box::new(
+                        ArrowWriter::try_new(file, self.schema.clone(), None)
+                            .map_err(|e| self.error(e))?,
+                    ))
                 }
                 _ => Pending::Json(vec![]),
             });
@@ -98,7 +110,9 @@ impl SinkWriter for FileSink {
                 if kind == ChangeKind::Delete {
                     return Err(self.error("Parquet files cannot record deletions"));
                 }
-                writer.write(batch).map_err(|e| EngineError::connector("filesystem sink", e.to_string()))
+                writer
+                    .write(batch)
+                    .map_err(|e| EngineError::connector("filesystem sink", e.to_string()))
             }
         }
     }

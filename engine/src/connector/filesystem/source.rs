@@ -15,7 +15,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{FileFormat, FilesystemOptions};
-use crate::connector::{Malformed, MetadataKey, PartitionBatch, Polled, SourceColumn, SourceReader};
+use crate::connector::{
+    Malformed, MetadataKey, PartitionBatch, Polled, SourceColumn, SourceReader,
+};
 use crate::error::{EngineError, Result};
 
 #[derive(Debug)]
@@ -94,7 +96,8 @@ impl FileSource {
                 .map_err(|e| self.error(format!("cannot list {}: {e}", root.display())))?;
             let mut files = vec![];
             for entry in entries {
-                let entry = entry.map_err(|e| self.error(format!("listing {}: {e}", root.display())))?;
+                let entry =
+                    entry.map_err(|e| self.error(format!("listing {}: {e}", root.display())))?;
                 let hidden = entry.file_name().to_string_lossy().starts_with('.');
                 if !hidden && entry.path().is_file() {
                     files.push(entry.path());
@@ -128,7 +131,9 @@ impl FileSource {
     fn read_partition(&mut self, index: usize, max_rows: usize, polled: &mut Polled) -> Result<()> {
         let decoded = match self.options.format {
             FileFormat::Parquet => self.read_parquet(index, max_rows)?,
-            FileFormat::Json | FileFormat::Csv => self.read_lines(index, max_rows, &mut polled.malformed)?,
+            FileFormat::Json | FileFormat::Csv => {
+                self.read_lines(index, max_rows, &mut polled.malformed)?
+            }
         };
         if let Some((batch, offsets)) = decoded {
             let batch = self.with_metadata(index, batch, offsets)?;
@@ -223,7 +228,8 @@ impl FileSource {
                 Err(err) => malformed.push(self.malformed(index, line, err.to_string())),
             }
         }
-        let batch = concat_batches(&self.physical, &batches).map_err(|e| self.error(e.to_string()))?;
+        let batch =
+            concat_batches(&self.physical, &batches).map_err(|e| self.error(e.to_string()))?;
         Ok((batch, offsets))
     }
 
@@ -271,12 +277,19 @@ impl FileSource {
         };
         let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.physical)));
         if batch.num_rows() != rows {
-            return Err(ArrowError::JsonError(format!("expected {rows} records, decoded {}", batch.num_rows())));
+            return Err(ArrowError::JsonError(format!(
+                "expected {rows} records, decoded {}",
+                batch.num_rows()
+            )));
         }
         Ok(batch)
     }
 
-    fn read_parquet(&mut self, index: usize, max_rows: usize) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+    fn read_parquet(
+        &mut self,
+        index: usize,
+        max_rows: usize,
+    ) -> Result<Option<(RecordBatch, Vec<u64>)>> {
         let partition = &self.partitions[index];
         if partition.finished {
             return Ok(None);
@@ -327,11 +340,17 @@ impl FileSource {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        RecordBatch::try_new(Arc::clone(&self.physical), columns).map_err(|e| self.error(e.to_string()))
+        RecordBatch::try_new(Arc::clone(&self.physical), columns)
+            .map_err(|e| self.error(e.to_string()))
     }
 
     /// Adds the metadata columns, producing the raw schema.
-    fn with_metadata(&self, index: usize, batch: RecordBatch, offsets: Vec<u64>) -> Result<RecordBatch> {
+    fn with_metadata(
+        &self,
+        index: usize,
+        batch: RecordBatch,
+        offsets: Vec<u64>,
+    ) -> Result<RecordBatch> {
         if batch.num_columns() == self.raw.fields().len() {
             return Ok(batch);
         }
@@ -341,7 +360,9 @@ impl FileSource {
             .iter()
             .zip(self.raw.fields())
             .map(|(c, field)| match c {
-                SourceColumn::Physical => Arc::clone(physical.next().expect("one per physical column")),
+                SourceColumn::Physical => {
+                    Arc::clone(physical.next().expect("one per physical column"))
+                }
                 // Files have no record timestamps or keys (`metadata` never maps them here).
                 SourceColumn::Metadata(MetadataKey::Timestamp | MetadataKey::Key) => {
                     new_null_array(field.data_type(), batch.num_rows())

@@ -1,0 +1,73 @@
+//! Benchmark (not run by default): broker → engine throughput of the 1-minute candles query over
+//! 1,000 symbols into a `blackhole` sink, which isolates the Kafka source, decoding and the
+//! aggregate.
+//!
+//! ```bash
+//! eval "$(scripts/test-env.sh env)"
+//! MDSP_BENCH_EVENTS=1000000 cargo test --release -p engine --test it bench -- --ignored --nocapture
+//! ```
+#![allow(clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use engine::runtime::QueryRunner;
+
+use crate::servers::{brokers, create_topic, plan, produce_all, unique};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture, preferably --release"]
+async fn bench_kafka_to_blackhole_candles_over_1000_symbols() {
+    let events: usize =
+        std::env::var("MDSP_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let topic = unique("bench.ticks");
+    create_topic(&topic, 3).await;
+    let produced = Instant::now();
+    let start = 1_700_000_040i64;
+    for chunk in (0..events).collect::<Vec<_>>().chunks(100_000) {
+        let messages: Vec<(i32, String, Vec<u8>, i64)> = chunk
+            .iter()
+            .map(|&i| {
+                let symbol = format!("SYM{:04}", i % 1000);
+                let ts = start + (i / 1000) as i64 / 10;
+                let value = format!(
+                    r#"{{"event":"price","symbol":"{symbol}","currency":"USD","exchange":"NASDAQ","timestamp":{ts},"price":{},"day_volume":{i}}}"#,
+                    100.0 + (i % 977) as f64 / 100.0
+                );
+                (((i % 1000) % 3) as i32, symbol, value.into_bytes(), ts * 1000)
+            })
+            .collect();
+        produce_all(&topic, &messages).await;
+    }
+    println!("produced {events} events in {:.1?}", produced.elapsed());
+
+    let sql = format!(
+        "CREATE TABLE ticks (symbol TEXT NOT NULL, price DOUBLE NOT NULL, day_volume BIGINT, \"timestamp\" BIGINT NOT NULL,
+            ts AS to_timestamp(\"timestamp\"), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+         WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}', format = 'json');
+         CREATE TABLE out WITH (connector = 'blackhole');
+         INSERT INTO out SELECT symbol, window_start, window_end, first_value(price ORDER BY ts) AS open,
+            max(price) AS high, min(price) AS low, last_value(price ORDER BY ts) AS close, count(*) AS ticks
+         FROM TUMBLE(ticks, ts, INTERVAL '1' MINUTE) GROUP BY symbol, window_start, window_end;",
+        brokers()
+    );
+    let (_dir, mut pipeline, errors) = plan(&[("bench.sql", sql)]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut runner = QueryRunner::new(pipeline.queries.remove(0), false).await.unwrap();
+    let mut consumed = 0;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while consumed < events {
+        assert!(Instant::now() < deadline, "only {consumed} of {events} events consumed");
+        let started = Instant::now();
+        let outcome = runner.step().await.unwrap();
+        if outcome.rows_in > 0 {
+            first.get_or_insert(started);
+        }
+        consumed += outcome.rows_in;
+    }
+    let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
+    println!(
+        "consumed and aggregated {consumed} events in {elapsed:.2?}: {:.0} events/s",
+        consumed as f64 / elapsed.as_secs_f64()
+    );
+}
