@@ -446,16 +446,15 @@ async fn plan_windowed(
     let (source, view) = match qc.table(&call.input) {
         Some(_) => (streaming_source(qc, &call.input, &call.location)?, None),
         None => {
-            let view_plan = qc.optimize(
-                &LogicalPlan::TableScan(
-                    TableScanBuilder::new(
-                        call.input.as_str(),
-                        provider_as_source(qc.ctx.table_provider(call.input.as_str()).await?),
-                    )
-                    .build()?,
-                ),
-                at,
-            )?;
+            let provider = qc.ctx.table_provider(call.input.as_str()).await?;
+            let Some(defined) = provider.get_logical_plan() else {
+                return crate::sql_err!(
+                    call.location,
+                    "'{}' is neither a table nor a view",
+                    call.input
+                );
+            };
+            let view_plan = qc.optimize(&defined, at)?;
             refuse_unstreamable(&view_plan, &call.location)?;
             if has_aggregate(&view_plan) {
                 return crate::sql_err!(
@@ -513,6 +512,12 @@ async fn plan_windowed(
     }
     let pre = qc.physical(&aggregate.input, at).await?;
     let template = aggregate_template(qc, &aggregate, &pre.schema(), call, &assigner, at)?;
+    // Accumulators are created when the query starts; create and feed one now so that an
+    // aggregate DataFusion cannot run for these types is refused by `engine check`.
+    template.instantiate().and_then(|a| a.probe(&pre.schema())).map_err(|e| match e {
+        EngineError::Execution(e) => df_error(e, at),
+        other => other,
+    })?;
     let aggregate_slot = BatchSlot::new(Arc::clone(&template.output.schema));
     let post_logical = replace_aggregate(optimized, &aggregate, &aggregate_slot)?;
     let post = qc.physical(&post_logical, at).await?;

@@ -8,9 +8,9 @@ pub mod sliced;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::TimestampNanosecondType;
-use datafusion::error::Result as DfResult;
+use datafusion::arrow::array::{AsArray, RecordBatch, new_null_array};
+use datafusion::arrow::datatypes::{Field, Schema, TimestampNanosecondType};
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_expr::PhysicalExpr;
 
 use self::aggregates::AggregateSet;
@@ -105,6 +105,18 @@ impl WindowAggregate {
             WindowStore::Session(store) => (store.assign(&keys, starts), store.num_groups()),
         };
         self.aggregates.update(batch, &ids, num_groups)
+    }
+
+    /// Feeds one row of nulls shaped like the input through every accumulator of a throwaway
+    /// aggregate, so that aggregates that cannot handle their argument types fail at planning
+    /// time rather than on the first micro-batch.
+    pub fn probe(mut self, input: &Schema) -> crate::Result<()> {
+        let fields: Vec<Field> =
+            input.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let columns = fields.iter().map(|f| new_null_array(f.data_type(), 1)).collect();
+        let row = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(DataFusionError::from)?;
+        Ok(self.aggregates.update(&row, &[0], 1)?)
     }
 
     /// Emits changed or closed windows and evicts closed ones.

@@ -5,8 +5,10 @@
 
 mod bench;
 mod cassandra;
+mod docs;
 mod end_to_end;
 mod errors;
+mod golden;
 mod harness;
 mod kafka;
 mod oracle;
