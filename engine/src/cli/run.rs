@@ -38,9 +38,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut failed = !errors.is_empty();
     while let Some(joined) = tasks.join_next().await {
         let (name, result) = joined?;
-        if let Err(err) = result {
-            tracing::error!(query = %name, error = %err, "query stopped");
-            failed = true;
+        match result {
+            Ok(stats) => tracing::info!(
+                query = %name,
+                rows_in = stats.rows_in,
+                rows_out = stats.rows_out,
+                late = stats.late,
+                malformed = stats.malformed,
+                elapsed = ?stats.elapsed,
+                events_per_second = stats.events_per_second().round(),
+                batch_p50 = ?stats.batch_quantile(0.5),
+                batch_p99 = ?stats.batch_quantile(0.99),
+                "query stopped"
+            ),
+            Err(err) => {
+                tracing::error!(query = %name, error = %err, "query failed");
+                failed = true;
+            }
         }
     }
     shutdown.cancel();

@@ -3,4 +3,4 @@
 pub mod pipeline;
 pub mod slot;
 
-pub use pipeline::{QueryRunner, StepOutcome};
+pub use pipeline::{QueryRunner, RunStats, StepOutcome};

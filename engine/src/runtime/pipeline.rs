@@ -38,6 +38,49 @@ pub struct StepOutcome {
     pub malformed: usize,
 }
 
+/// What a whole run did: totals and the distribution of micro-batch durations.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    /// Rows read.
+    pub rows_in: usize,
+    /// Rows written.
+    pub rows_out: usize,
+    /// Late events dropped.
+    pub late: usize,
+    /// Malformed records skipped.
+    pub malformed: usize,
+    /// Wall time from the first micro-batch to the end of the last.
+    pub elapsed: Duration,
+    /// Duration of every micro-batch that read or wrote rows.
+    pub batch_durations: Vec<Duration>,
+}
+
+impl RunStats {
+    fn record(&mut self, outcome: &StepOutcome, batch: Duration, elapsed: Duration) {
+        self.rows_in += outcome.rows_in;
+        self.rows_out += outcome.rows_out;
+        self.late += outcome.late;
+        self.malformed += outcome.malformed;
+        self.elapsed = elapsed;
+        if outcome.rows_in > 0 || outcome.rows_out > 0 {
+            self.batch_durations.push(batch);
+        }
+    }
+
+    /// The `q` quantile (0..=1) of micro-batch durations.
+    pub fn batch_quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.batch_durations.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round().max(0.0) as usize;
+        sorted.get(index).copied().unwrap_or_default()
+    }
+
+    /// Rows read per second of wall time.
+    pub fn events_per_second(&self) -> f64 {
+        self.rows_in as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 /// Runs one continuous query.
 pub struct QueryRunner {
     plan: QueryPlan,
@@ -116,13 +159,16 @@ impl QueryRunner {
     }
 
     /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<RunStats> {
         let mut failures = 0u32;
+        let mut stats = RunStats::default();
+        let began = Instant::now();
         loop {
             let started = Instant::now();
             let outcome = match self.step().await {
                 Ok(outcome) => {
                     failures = 0;
+                    stats.record(&outcome, started.elapsed(), began.elapsed());
                     outcome
                 }
                 Err(err) if !self.bounded && !err.is_user_error() => {
@@ -130,7 +176,7 @@ impl QueryRunner {
                     let wait = backoff(failures);
                     tracing::warn!(query = %self.plan.name, error = %err, retry_in = ?wait, "micro-batch failed; retrying");
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.cancelled() => return Ok(stats),
                         () = tokio::time::sleep(wait) => continue,
                     }
                 }
@@ -138,16 +184,16 @@ impl QueryRunner {
             };
             if outcome.finished {
                 tracing::info!(query = %self.plan.name, "input finished; every window closed");
-                return Ok(());
+                return Ok(stats);
             }
             if shutdown.is_cancelled() {
-                return Ok(());
+                return Ok(stats);
             }
             if self.bounded || outcome.more_available {
                 continue;
             }
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => return Ok(stats),
                 () = tokio::time::sleep_until(started + self.plan.options.trigger_interval) => {}
             }
         }
