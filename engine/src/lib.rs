@@ -18,6 +18,7 @@
 //! * [`runtime`] wires them together.
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod cli;
 pub mod connector;
 pub mod error;

@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
+    /// Checkpoint source positions and window state here after every micro-batch, and resume
+    /// from it on start (one subdirectory per query). Without it, a restart starts over.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

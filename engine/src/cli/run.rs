@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunArgs, load_and_plan, print_errors, process_env};
+use crate::checkpoint::CheckpointStore;
 use crate::planner::PipelineOptions;
 use crate::runtime::QueryRunner;
 use crate::telemetry::http::{Readiness, serve};
@@ -29,7 +30,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             query.options.trigger_interval = interval;
         }
         let name = query.name.clone();
-        let runner = QueryRunner::new(query, args.once).await?;
+        let mut runner = QueryRunner::new(query, args.once).await?;
+        if let Some(dir) = &args.state_dir {
+            runner = runner.with_checkpoints(CheckpointStore::open(dir, &name)?).await?;
+        }
         tracing::info!(query = %name, "query started");
         let token = shutdown.clone();
         tasks.spawn(async move { (name, runner.run(token).await) });

@@ -11,11 +11,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::TableDef;
+use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::connector::filesystem::FileSource;
 use crate::connector::kafka::KafkaSource;
 use crate::connector::{ChangeKind, ConnectorSpec, SinkWriter, SourceReader, open_sink};
 use crate::error::{EngineError, Result};
 use crate::planner::{QueryPlan, Stages};
+use crate::state::snapshot::Snapshot;
 use crate::state::{Trigger, WindowAggregate};
 use crate::telemetry::metrics as m;
 use crate::time::to_nanos;
@@ -90,8 +92,7 @@ pub struct QueryRunner {
     aggregate: Option<WindowAggregate>,
     epoch: u64,
     bounded: bool,
-    partitions: usize,
-    finished_partitions: usize,
+    checkpoints: Option<CheckpointStore>,
 }
 
 impl std::fmt::Debug for QueryRunner {
@@ -143,9 +144,61 @@ impl QueryRunner {
             aggregate,
             epoch: 0,
             bounded,
-            partitions: 0,
-            finished_partitions: 0,
+            checkpoints: None,
         })
+    }
+
+    /// Checkpoints into `store` after every micro-batch, resuming first from the checkpoint
+    /// there if it belongs to this query (a changed query starts over, with a warning).
+    pub async fn with_checkpoints(mut self, store: CheckpointStore) -> Result<Self> {
+        if let Some((manifest, state)) = store.load()? {
+            if manifest.fingerprint == self.fingerprint() {
+                self.source.restore(&manifest.source).await?;
+                self.watermarks
+                    .restore(&manifest.watermarks, Instant::now())
+                    .map_err(|e| EngineError::Internal(format!("checkpointed watermarks: {e}")))?;
+                if let Some(aggregate) = self.aggregate.as_mut() {
+                    let snapshot =
+                        Snapshot { groups: state, closed_through: manifest.closed_through };
+                    aggregate.restore(&snapshot)?;
+                }
+                self.epoch = manifest.epoch + 1;
+                tracing::info!(query = %self.plan.name, epoch = manifest.epoch, "resumed from checkpoint");
+            } else {
+                tracing::warn!(query = %self.plan.name, "the query changed since its checkpoint; starting over from the source's startup position");
+            }
+        }
+        self.checkpoints = Some(store);
+        Ok(self)
+    }
+
+    /// Identifies the query's plan and source, so state is only restored into the same query.
+    fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.plan.logical.display_indent().to_string().hash(&mut hasher);
+        self.plan.source.name.hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Saves a checkpoint after the sink acknowledged the micro-batch, then tells the source.
+    async fn checkpoint(&mut self) -> Result<()> {
+        let Some(store) = &self.checkpoints else { return Ok(()) };
+        let snapshot = match self.aggregate.as_mut() {
+            Some(aggregate) => Some(aggregate.snapshot()?),
+            None => None,
+        };
+        let position = self.source.position();
+        let manifest = Manifest {
+            epoch: self.epoch,
+            fingerprint: self.fingerprint(),
+            source: position.clone(),
+            watermarks: self.watermarks.snapshot(),
+            closed_through: snapshot.as_ref().map_or(i64::MIN, |s| s.closed_through),
+            state_file: None,
+        };
+        store.save(manifest, snapshot.as_ref().and_then(|s| s.groups.as_ref()))?;
+        self.source.checkpointed(&position).await
     }
 
     /// The query's name.
@@ -206,14 +259,12 @@ impl QueryRunner {
         let max_rows = self.plan.options.max_rows_per_partition;
         let polled = self.source.poll(max_rows).await?;
         let now = Instant::now();
-        for partition in self.partitions..polled.partitions {
+        for partition in self.watermarks.partitions()..polled.partitions {
             self.watermarks.register(partition, now);
         }
-        self.partitions = self.partitions.max(polled.partitions);
         for &partition in &polled.finished {
             self.watermarks.finish(partition, now);
         }
-        self.finished_partitions += polled.finished.len();
         for bad in &polled.malformed {
             tracing::warn!(query = %self.plan.name, location = %bad.location, error = %bad.error, "malformed record skipped");
         }
@@ -233,7 +284,7 @@ impl QueryRunner {
         counter!(m::ROWS_IN, &labels).increment(outcome.rows_in as u64);
         let watermark = self.watermarks.advance(now);
         let end_of_input =
-            self.bounded && self.finished_partitions >= self.partitions && !outcome.more_available;
+            self.bounded && self.watermarks.all_finished() && !outcome.more_available;
 
         let task_ctx = Arc::clone(&self.plan.task_ctx);
         let (upserts, deletes) = match (&self.plan.stages, self.aggregate.as_mut()) {
@@ -303,6 +354,13 @@ impl QueryRunner {
             }
         }
         self.commit_with_retry().await?;
+        if outcome.rows_in > 0
+            || outcome.rows_out > 0
+            || watermark != watermark_before
+            || end_of_input
+        {
+            self.checkpoint().await?;
+        }
         self.epoch += 1;
         counter!(m::ROWS_OUT, &labels).increment(outcome.rows_out as u64);
         histogram!(m::BATCH_DURATION, &labels).record(started.elapsed().as_secs_f64());

@@ -51,6 +51,18 @@ pub struct TakenState {
     columns: Vec<Vec<ArrayRef>>,
 }
 
+impl TakenState {
+    /// Per aggregate, its state columns.
+    pub fn columns(&self) -> &[Vec<ArrayRef>] {
+        &self.columns
+    }
+
+    /// State read back from a checkpoint, shaped like [`columns`](Self::columns).
+    pub fn from_columns(columns: Vec<Vec<ArrayRef>>) -> Self {
+        Self { columns }
+    }
+}
+
 /// All aggregates of one query with their accumulators.
 pub struct AggregateSet {
     calls: Vec<AggregateCall>,
@@ -137,6 +149,11 @@ impl AggregateSet {
         let mut accumulators = Self::fresh(&self.calls)?;
         merge_into(&mut accumulators, state, rows, targets, num_outputs)?;
         accumulators.iter_mut().map(|a| a.evaluate(EmitTo::All)).collect()
+    }
+
+    /// The state fields of each aggregate, in the order [`TakenState`] holds them.
+    pub fn state_fields(&self) -> DfResult<Vec<Vec<datafusion::arrow::datatypes::FieldRef>>> {
+        self.calls.iter().map(|c| c.function.state_fields()).collect()
     }
 
     /// Bytes held by the accumulators.

@@ -5,6 +5,7 @@ pub mod keys;
 pub mod output;
 pub mod session;
 pub mod sliced;
+pub mod snapshot;
 
 use std::sync::Arc;
 

@@ -14,14 +14,20 @@ use super::keys::{KeyId, KeyInterner};
 use super::output::{OutputBuilder, WindowRows};
 use super::{Emitted, Trigger};
 
+/// A live session as checkpointed.
 #[derive(Debug, Clone)]
-struct Session {
-    key: KeyId,
-    start: i64,
-    last: i64,
-    dirty: bool,
-    /// The row written for this session (upsert mode), kept to retract it later.
-    written: Option<(i64, Vec<ScalarValue>)>,
+pub struct Session {
+    /// Grouping key.
+    pub key: KeyId,
+    /// Time of the first event.
+    pub start: i64,
+    /// Time of the last event.
+    pub last: i64,
+    /// Changed since the last emission.
+    pub dirty: bool,
+    /// The row written for this session (upsert mode) and the start it was written with, kept
+    /// to retract it later.
+    pub written: Option<(i64, Vec<ScalarValue>)>,
 }
 
 /// Per-session aggregate state of a session window query.
@@ -181,6 +187,17 @@ impl SessionWindows {
             kept.iter().map(|&id| Session { dirty: false, ..self.sessions[id].clone() }).collect();
         self.rebuild(sessions, keys);
         Ok(Emitted { upserts, deletes })
+    }
+
+    /// Every session, in group order. Only valid right after an emission, when no session is
+    /// merged into another.
+    pub fn export(&self) -> Vec<Session> {
+        self.sessions.clone()
+    }
+
+    /// Replaces the sessions with checkpointed ones.
+    pub fn import(&mut self, sessions: Vec<Session>, keys: &mut KeyInterner) {
+        self.rebuild(sessions, keys);
     }
 
     fn rebuild(&mut self, mut sessions: Vec<Session>, keys: &mut KeyInterner) {

@@ -37,6 +37,11 @@ impl SlicedWindows {
         }
     }
 
+    /// The slice width.
+    pub fn slide(&self) -> i64 {
+        self.slide
+    }
+
     /// Number of (key, slice) groups held.
     pub fn num_groups(&self) -> usize {
         self.slices.len()
@@ -127,6 +132,22 @@ impl SlicedWindows {
         let slices: Vec<(KeyId, i64)> = kept.iter().map(|&id| self.slices[id as usize]).collect();
         self.rebuild(slices, keys);
         Ok(Emitted { upserts, deletes: None })
+    }
+
+    /// The (key, slice start) of every group, in group order, and the close bound reached.
+    pub fn export(&self) -> (Vec<(KeyId, i64)>, i64) {
+        (self.slices.clone(), self.closed_through)
+    }
+
+    /// Replaces the groups with checkpointed ones (group `i` is `slices[i]`).
+    pub fn import(
+        &mut self,
+        slices: Vec<(KeyId, i64)>,
+        closed_through: i64,
+        keys: &mut KeyInterner,
+    ) {
+        self.closed_through = closed_through;
+        self.rebuild(slices, keys);
     }
 
     fn rebuild(&mut self, mut slices: Vec<(KeyId, i64)>, keys: &mut KeyInterner) {

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct PartitionClock {
     watermark: Option<i64>,
+    #[serde(skip, default = "Instant::now")]
     last_data: Instant,
     finished: bool,
 }
@@ -82,6 +83,34 @@ impl WatermarkTracker {
         if let Some(c) = candidate {
             self.current = Some(self.current.map_or(c, |old| old.max(c)));
         }
+    }
+
+    /// Number of partitions known.
+    pub fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Whether every known partition is finished (bounded input read to its end).
+    pub fn all_finished(&self) -> bool {
+        self.partitions.iter().all(|p| p.finished)
+    }
+
+    /// Per-partition watermarks, finished flags and the combined watermark, for a checkpoint.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({ "partitions": self.partitions, "current": self.current })
+    }
+
+    /// Restores a [`snapshot`](Self::snapshot); partitions count as active from `now`.
+    pub fn restore(&mut self, snapshot: &serde_json::Value, now: Instant) -> Result<(), String> {
+        let mut partitions: Vec<PartitionClock> =
+            serde_json::from_value(snapshot["partitions"].clone()).map_err(|e| e.to_string())?;
+        for p in &mut partitions {
+            p.last_data = now;
+        }
+        self.partitions = partitions;
+        self.current =
+            serde_json::from_value(snapshot["current"].clone()).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// The combined watermark as of the last [`advance`](Self::advance).

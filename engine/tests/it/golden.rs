@@ -126,7 +126,7 @@ async fn late_events_are_dropped_counted_and_kept_within_allowed_lateness() {
         tick("A", 32.0, 1_030),
     ];
     for lateness in [0, 2, 10] {
-        let case = Case::new(&[ticks.clone()], COUNT_PER_10S);
+        let case = Case::new(std::slice::from_ref(&ticks), COUNT_PER_10S);
         let options = PipelineOptions {
             allowed_lateness: Duration::from_secs(lateness as u64),
             ..one_row_batches()

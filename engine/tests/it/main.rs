@@ -5,6 +5,8 @@
 
 mod bench;
 mod cassandra;
+mod cli;
+mod crash;
 mod docs;
 mod end_to_end;
 mod errors;

@@ -12,14 +12,14 @@ use crate::harness::*;
 
 const KEY: &[&str] = &["symbol", "window_start"];
 
-const CANDLES: &str = "
+pub const CANDLES: &str = "
     SELECT symbol, ws AS window_start, ws + INTERVAL '1 minute' AS window_end,
            first_value(price ORDER BY ts, off) AS open, max(price) AS high, min(price) AS low,
            last_value(price ORDER BY ts, off) AS close, count(*) AS ticks
     FROM (SELECT *, date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00') AS ws FROM ticks)
     GROUP BY symbol, ws";
 
-const VWAP: &str = "
+pub const VWAP: &str = "
     SELECT symbol, ws AS window_start, ws + INTERVAL '5 minutes' AS window_end,
            avg(price) AS avg_price, sum(price * day_volume) / sum(day_volume) AS vwap,
            min(price) AS low, max(price) AS high, count(*) AS ticks
@@ -28,7 +28,7 @@ const VWAP: &str = "
                (INTERVAL '2 minutes'), (INTERVAL '3 minutes'), (INTERVAL '4 minutes')) AS k(back))
     GROUP BY symbol, ws";
 
-const SESSIONS: &str = "
+pub const SESSIONS: &str = "
     WITH flagged AS (
         SELECT *, CASE WHEN \"timestamp\" - lag(\"timestamp\") OVER (PARTITION BY symbol ORDER BY ts, off) < 120
                   THEN 0 ELSE 1 END AS starts_session

@@ -1,0 +1,127 @@
+//! The `engine` binary as users run it: `check` exit codes, `explain`, and `run` serving
+//! metrics and health, then stopping cleanly on SIGINT with everything written.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn engine() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn metric(body: &str, name: &str, query: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("query=\"{query}\"")))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn check_reports_errors_with_exit_code_one_and_accepts_the_shipped_queries() {
+    let broken =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/cases/errors/unknown_column.sql");
+    let out = engine().arg("check").arg(&broken).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown_column.sql:11:8: column 'symbl' not found"), "{stderr}");
+
+    let out = engine().arg("check").arg(shipped_queries()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 queries"));
+}
+
+#[test]
+fn explain_shows_the_streaming_stages() {
+    let out =
+        engine().arg("explain").arg(shipped_queries().join("20_vwap_5m.sql")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "source: ticks (filesystem)",
+        "HOP slide 60s size 300s",
+        "incremental aggregate",
+        "sink: vwap_5m",
+    ] {
+        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+}
+
+#[test]
+fn run_serves_metrics_and_health_then_stops_cleanly_on_sigint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ticks = generate(3, 4, 500, 5);
+    write_partitions(&tmp.path().join("ticks"), &partition_by_symbol(&ticks, 2));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = engine()
+        .args(["run", "--queries"])
+        .arg(shipped_queries())
+        .args(["--metrics-addr", &addr, "--trigger-interval", "100ms"])
+        .env("TICKS_PATH", tmp.path().join("ticks"))
+        .env("OUTPUT_PATH", tmp.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        assert!(Instant::now() < deadline, "no metrics within 60 s");
+        if let Some((200, body)) = http_get(&addr, "/metrics")
+            && metric(&body, "engine_rows_in_total", "10_candles_1m") == Some(500.0)
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for name in [
+        "engine_rows_out_total",
+        "engine_batch_duration_seconds_bucket",
+        "engine_watermark_delay_seconds",
+        "engine_window_groups",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    assert_eq!(http_get(&addr, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(&addr, "/readyz").map(|r| r.0), Some(200));
+
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "engine did not stop within 20 s of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(exit.success(), "exit {exit:?}\n{stderr}");
+    assert!(stderr.contains("query stopped"), "{stderr}");
+    // Everything written was committed: no temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("out/candles_1m"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
