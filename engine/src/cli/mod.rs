@@ -73,6 +73,13 @@ pub struct RunArgs {
     /// from it on start (one subdirectory per query). Without it, a restart starts over.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Apply the `.cql` files of this directory (name order, idempotent statements) to
+    /// Cassandra before starting the queries.
+    #[arg(long, value_name = "DIR")]
+    pub apply_schema: Option<PathBuf>,
+    /// Cassandra contact points for --apply-schema.
+    #[arg(long, env = "CASSANDRA_HOSTS", default_value = "localhost:9042", value_delimiter = ',')]
+    pub cassandra_hosts: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

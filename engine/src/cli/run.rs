@@ -1,17 +1,24 @@
 //! `engine run`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{RunArgs, load_and_plan, print_errors, process_env};
+
 use crate::checkpoint::CheckpointStore;
+use crate::connector::cassandra::schema::apply_schema;
 use crate::planner::PipelineOptions;
 use crate::runtime::QueryRunner;
 use crate::telemetry::http::{Readiness, serve};
 
 /// Runs every query that planned; broken files are reported and skipped.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.apply_schema {
+        let applied = apply_schema(dir, &args.cassandra_hosts, Duration::from_secs(300)).await?;
+        tracing::info!(statements = applied, dir = %dir.display(), "schema applied");
+    }
     let (mut pipeline, errors) =
         load_and_plan(&args.queries, &process_env, &PipelineOptions::default()).await;
     print_errors(&errors);

@@ -14,4 +14,5 @@ mod golden;
 mod harness;
 mod kafka;
 mod oracle;
+mod schema;
 mod servers;

@@ -10,6 +10,7 @@
 //! are planned; query output columns map to table columns by name. Every primary key column must
 //! be written; other columns may be left out (they keep their value).
 
+pub mod schema;
 mod sink;
 
 use std::sync::Arc;
