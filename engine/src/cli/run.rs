@@ -5,68 +5,67 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{RunArgs, load_and_plan, print_errors, process_env};
-
-use crate::checkpoint::CheckpointStore;
+use super::{RunArgs, print_errors, process_env};
 use crate::connector::cassandra::schema::apply_schema;
 use crate::planner::PipelineOptions;
-use crate::runtime::QueryRunner;
+use crate::runtime::supervisor::{Supervisor, SupervisorConfig, log_stopped};
 use crate::telemetry::http::{Readiness, serve};
 
-/// Runs every query that planned; broken files are reported and skipped.
+/// How often the query directory is checked for changes.
+const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// Runs every query that planned (broken files are reported and skipped) and, unless `--once`,
+/// applies changes to the query directory while running.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if let Some(dir) = &args.apply_schema {
-        let applied = apply_schema(dir, &args.cassandra_hosts, Duration::from_secs(300)).await?;
-        tracing::info!(statements = applied, dir = %dir.display(), "schema applied");
-    }
-    let (mut pipeline, errors) =
-        load_and_plan(&args.queries, &process_env, &PipelineOptions::default()).await;
-    print_errors(&errors);
-    if pipeline.queries.is_empty() {
-        anyhow::bail!("no query to run in {}", args.queries.display());
-    }
+    // Served first: /healthz answers while the schema waits for Cassandra; /readyz does not.
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
     let addr = serve(args.metrics_addr, readiness.clone(), shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    spawn_signal_handler(shutdown.clone());
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for mut query in pipeline.queries.drain(..) {
-        if let Some(interval) = args.trigger_interval {
-            query.options.trigger_interval = interval;
-        }
-        let name = query.name.clone();
-        let mut runner = QueryRunner::new(query, args.once).await?;
-        if let Some(dir) = &args.state_dir {
-            runner = runner.with_checkpoints(CheckpointStore::open(dir, &name)?).await?;
-        }
-        tracing::info!(query = %name, "query started");
-        let token = shutdown.clone();
-        tasks.spawn(async move { (name, runner.run(token).await) });
+    if let Some(dir) = &args.apply_schema {
+        let applied = apply_schema(dir, &args.cassandra_hosts, Duration::from_secs(300)).await?;
+        tracing::info!(statements = applied, dir = %dir.display(), "schema applied");
     }
+    let mut supervisor = Supervisor::new(SupervisorConfig {
+        dir: args.queries.clone(),
+        options: PipelineOptions::default(),
+        trigger_interval: args.trigger_interval,
+        once: args.once,
+        state_dir: args.state_dir.clone(),
+    });
+    let errors = supervisor.reconcile(&process_env).await?;
+    print_errors(&errors);
+    if supervisor.running().is_empty() {
+        anyhow::bail!("no query to run in {}", args.queries.display());
+    }
+    spawn_signal_handler(shutdown.clone());
     readiness.set(true);
+
     let mut failed = !errors.is_empty();
-    while let Some(joined) = tasks.join_next().await {
-        let (name, result) = joined?;
-        match result {
-            Ok(stats) => tracing::info!(
-                query = %name,
-                rows_in = stats.rows_in,
-                rows_out = stats.rows_out,
-                late = stats.late,
-                malformed = stats.malformed,
-                elapsed = ?stats.elapsed,
-                events_per_second = stats.events_per_second().round(),
-                batch_p50 = ?stats.batch_quantile(0.5),
-                batch_p99 = ?stats.batch_quantile(0.99),
-                "query stopped"
-            ),
-            Err(err) => {
-                tracing::error!(query = %name, error = %err, "query failed");
-                failed = true;
+    let tick = if args.once { Duration::from_millis(50) } else { RELOAD_CHECK };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(tick) => {}
+        }
+        for stopped in supervisor.collect_finished().await {
+            failed |= log_stopped(&stopped);
+        }
+        if args.once && supervisor.running().is_empty() {
+            break;
+        }
+        if !args.once && supervisor.changed() {
+            tracing::info!(dir = %args.queries.display(), "query files changed; reloading");
+            match supervisor.reconcile(&process_env).await {
+                Ok(errors) => print_errors(&errors),
+                Err(err) => {
+                    tracing::error!(error = %err, "reload failed; the running queries go on")
+                }
             }
         }
+    }
+    for stopped in supervisor.stop_all().await {
+        failed |= log_stopped(&stopped);
     }
     shutdown.cancel();
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

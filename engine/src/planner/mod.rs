@@ -90,6 +90,19 @@ pub struct WindowedStages {
     pub post: Arc<dyn ExecutionPlan>,
 }
 
+impl QueryPlan {
+    /// Identifies the query's plan, source, sink and emit mode: state is only restored into the
+    /// same query. Pipeline options (trigger interval, lateness) are not part of it.
+    pub fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.logical.display_indent().to_string().hash(&mut hasher);
+        format!("{:?}{:?}", self.source.connector, self.sink.connector).hash(&mut hasher);
+        self.emit.hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+}
+
 impl WindowedStages {
     /// A fresh, empty aggregate for this query.
     pub fn new_aggregate(&self) -> Result<WindowAggregate> {

@@ -2,5 +2,6 @@
 
 pub mod pipeline;
 pub mod slot;
+pub mod supervisor;
 
 pub use pipeline::{QueryRunner, RunStats, StepOutcome};

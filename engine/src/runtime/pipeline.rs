@@ -172,13 +172,8 @@ impl QueryRunner {
         Ok(self)
     }
 
-    /// Identifies the query's plan and source, so state is only restored into the same query.
     fn fingerprint(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.plan.logical.display_indent().to_string().hash(&mut hasher);
-        self.plan.source.name.hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+        self.plan.fingerprint()
     }
 
     /// Saves a checkpoint after the sink acknowledged the micro-batch, then tells the source.

@@ -113,7 +113,7 @@ pub struct CreateView {
 }
 
 /// When a windowed query writes its results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Emit {
     /// Every micro-batch upserts the windows it changed (the default).
     #[default]

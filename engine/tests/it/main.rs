@@ -14,5 +14,6 @@ mod golden;
 mod harness;
 mod kafka;
 mod oracle;
+mod reload;
 mod schema;
 mod servers;
