@@ -221,6 +221,7 @@ impl QueryRunner {
                 }
                 Err(err) if !self.bounded && !err.is_user_error() => {
                     failures += 1;
+                    counter!(m::SOURCE_ERRORS, "query" => self.plan.name.clone()).increment(1);
                     let wait = backoff(failures);
                     tracing::warn!(query = %self.plan.name, error = %err, retry_in = ?wait, "micro-batch failed; retrying");
                     tokio::select! {

@@ -18,7 +18,7 @@ pub const LATE_EVENTS: &str = "engine_late_events_total";
 pub const MALFORMED: &str = "engine_malformed_total";
 /// Failed sink writes (each retried), per query.
 pub const SINK_ERRORS: &str = "engine_sink_errors_total";
-/// Failed source reads (each retried), per query.
+/// Failed micro-batches (a source or server outage; each retried with backoff), per query.
 pub const SOURCE_ERRORS: &str = "engine_source_errors_total";
 /// Window groups held in state, per query.
 pub const WINDOW_GROUPS: &str = "engine_window_groups";

@@ -247,14 +247,7 @@ impl FileSource {
                 let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
                     .with_batch_size(rows.max(1))
                     .build_decoder()?;
-                let mut consumed = 0;
-                while consumed < bytes.len() {
-                    let n = decoder.decode(&bytes[consumed..])?;
-                    if n == 0 {
-                        break;
-                    }
-                    consumed += n;
-                }
+                feed(bytes, |b| decoder.decode(b))?;
                 decoder.flush()?
             }
             FileFormat::Csv => {
@@ -263,14 +256,7 @@ impl FileSource {
                     .with_delimiter(self.options.csv_delimiter)
                     .with_batch_size(rows.max(1))
                     .build_decoder();
-                let mut consumed = 0;
-                while consumed < bytes.len() {
-                    let n = decoder.decode(&bytes[consumed..])?;
-                    if n == 0 {
-                        break;
-                    }
-                    consumed += n;
-                }
+                feed(bytes, |b| decoder.decode(b))?;
                 decoder.flush()?
             }
             FileFormat::Parquet => unreachable!("parquet is not line based"),
@@ -377,6 +363,22 @@ impl FileSource {
             .collect();
         RecordBatch::try_new(Arc::clone(&self.raw), columns).map_err(|e| self.error(e.to_string()))
     }
+}
+
+/// Hands `bytes` to a push decoder until it has taken them all (or stops taking).
+fn feed(
+    bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<usize, ArrowError>,
+) -> Result<(), ArrowError> {
+    let mut consumed = 0;
+    while consumed < bytes.len() {
+        let n = decode(&bytes[consumed..])?;
+        if n == 0 {
+            break;
+        }
+        consumed += n;
+    }
+    Ok(())
 }
 
 /// The checkpointed position of one file.
