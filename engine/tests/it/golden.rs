@@ -429,3 +429,20 @@ async fn position_and_restore_resume_a_file_source_exactly() {
         .to_vec();
     assert_eq!(offsets, (3..10).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn a_large_chunk_decoded_on_several_threads_keeps_every_row_in_order() {
+    let ticks: Vec<Tick> = (0..50_000).map(|i| tick(&format!("S{}", i % 7), i as f64, i)).collect();
+    let case = Case::new(&[ticks], "INSERT INTO out SELECT price, off FROM ticks;");
+    let outcome = case.run_once(&PipelineOptions::default()).await;
+    assert_eq!(outcome.rows_in, 50_000);
+    let rows = case.output();
+    assert_eq!(rows.len(), 50_000);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            (row["price"].as_f64(), row["off"].as_i64()),
+            (Some(i as f64), Some(i as i64)),
+            "row {i}"
+        );
+    }
+}

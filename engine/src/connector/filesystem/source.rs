@@ -52,6 +52,8 @@ pub struct FileSource {
     columns: Vec<SourceColumn>,
     partitions: Vec<Partition>,
     bounded: bool,
+    /// The buffer lines are read into, kept between polls.
+    scratch: Vec<u8>,
 }
 
 impl FileSource {
@@ -81,6 +83,7 @@ impl FileSource {
             columns,
             partitions: vec![],
             bounded,
+            scratch: Vec::new(),
         }
     }
 
@@ -164,46 +167,82 @@ impl FileSource {
             partition.reader = Some(BufReader::with_capacity(1 << 20, file));
         }
         let reader = partition.reader.as_mut().expect("opened above");
-        let mut chunk = Vec::new();
+        // Lines are read straight into one reused buffer: no copy per line, no fresh pages.
+        let mut chunk = std::mem::take(&mut self.scratch);
+        chunk.clear();
         let mut lines = Vec::new();
-        let mut line = Vec::new();
         while lines.len() < max_rows {
-            line.clear();
-            let read = reader.read_until(b'\n', &mut line).map_err(io_error)?;
+            let start = chunk.len();
+            let read = reader.read_until(b'\n', &mut chunk).map_err(io_error)?;
             if read == 0 {
                 if bounded {
                     partition.finished = true;
                 }
                 break;
             }
-            if line.last() != Some(&b'\n') && !bounded {
+            if chunk.last() != Some(&b'\n') && !bounded {
                 // A line still being written: read it again next time.
+                chunk.truncate(start);
                 reader.seek(SeekFrom::Current(-(read as i64))).map_err(io_error)?;
                 break;
             }
             partition.position += read as u64;
             let number = partition.line;
             partition.line += 1;
+            let line = &chunk[start..];
             let content = line.trim_ascii();
-            if content.is_empty() {
+            let (lead, len) = (content.as_ptr() as usize - line.as_ptr() as usize, content.len());
+            if len == 0 || (skip_header && number == 1) {
+                chunk.truncate(start);
                 continue;
             }
-            if skip_header && number == 1 {
-                continue;
-            }
-            let start = chunk.len();
-            chunk.extend_from_slice(content);
-            lines.push(Line { number, offset: partition.records, range: start..chunk.len() });
+            // Keep the line without surrounding whitespace (a CSV field must not gain a '\r').
+            chunk.truncate(start + lead + len);
+            chunk.drain(start..start + lead);
+            let end = start + len;
             chunk.push(b'\n');
+            lines.push(Line { number, offset: partition.records, range: start..end });
             partition.records += 1;
         }
-        if lines.is_empty() {
-            return Ok(None);
+        let result = if lines.is_empty() {
+            Ok(None)
+        } else {
+            match self.decode_in_parallel(&chunk, &lines) {
+                Ok(batch) => Ok(Some((batch, lines.iter().map(|l| l.offset).collect()))),
+                Err(_) => self.decode_line_by_line(index, &chunk, &lines, malformed).map(Some),
+            }
+        };
+        self.scratch = chunk;
+        result
+    }
+
+    /// Decodes a chunk of whole lines, split across threads when it is large.
+    fn decode_in_parallel(&self, chunk: &[u8], lines: &[Line]) -> Result<RecordBatch, ArrowError> {
+        const MIN_ROWS_PER_THREAD: usize = 16_384;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let pieces = (lines.len() / MIN_ROWS_PER_THREAD).clamp(1, threads);
+        if pieces == 1 {
+            return self.decode(chunk, lines.len());
         }
-        match self.decode(&chunk, lines.len()) {
-            Ok(batch) => Ok(Some((batch, lines.iter().map(|l| l.offset).collect()))),
-            Err(_) => self.decode_line_by_line(index, &chunk, &lines, malformed).map(Some),
-        }
+        let per_piece = lines.len().div_ceil(pieces);
+        let batches = std::thread::scope(|scope| {
+            let handles: Vec<_> = lines
+                .chunks(per_piece)
+                .map(|piece| {
+                    let bytes = &chunk[piece[0].range.start..piece[piece.len() - 1].range.end + 1];
+                    scope.spawn(move || self.decode(bytes, piece.len()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ArrowError::JsonError("decoder thread panicked".into()))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        concat_batches(&self.physical, &batches)
     }
 
     /// Decodes one line at a time, reporting the lines that fail.
