@@ -196,16 +196,6 @@ impl QueryRunner {
         self.source.checkpointed(&position).await
     }
 
-    /// The query's name.
-    pub fn name(&self) -> &str {
-        &self.plan.name
-    }
-
-    /// The combined watermark, nanoseconds since the epoch.
-    pub fn watermark(&self) -> Option<i64> {
-        self.watermarks.current()
-    }
-
     /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<RunStats> {
         let mut failures = 0u32;
@@ -327,6 +317,7 @@ impl QueryRunner {
                 };
                 let emitted = aggregate.emit(trigger)?;
                 gauge!(m::WINDOW_GROUPS, &labels).set(aggregate.num_groups() as f64);
+                gauge!(m::STATE_BYTES, &labels).set(aggregate.state_bytes() as f64);
                 let upserts =
                     run_post(&stages.post, &stages.aggregate_slot, emitted.upserts, &task_ctx)
                         .await?;

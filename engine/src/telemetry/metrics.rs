@@ -22,6 +22,8 @@ pub const SINK_ERRORS: &str = "engine_sink_errors_total";
 pub const SOURCE_ERRORS: &str = "engine_source_errors_total";
 /// Window groups held in state, per query.
 pub const WINDOW_GROUPS: &str = "engine_window_groups";
+/// Bytes of aggregate state held, per query (as the accumulators report it).
+pub const STATE_BYTES: &str = "engine_state_bytes";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
