@@ -94,6 +94,7 @@ fn run_serves_metrics_and_health_then_stops_cleanly_on_sigint() {
         "engine_batch_duration_seconds_bucket",
         "engine_watermark_delay_seconds",
         "engine_window_groups",
+        "engine_state_bytes",
     ] {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
