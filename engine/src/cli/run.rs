@@ -17,8 +17,10 @@ const RELOAD_CHECK: Duration = Duration::from_secs(2);
 /// Runs every query that planned (broken files are reported and skipped) and, unless `--once`,
 /// applies changes to the query directory while running.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    // Served first: /healthz answers while the schema waits for Cassandra; /readyz does not.
+    // Signals first, so that Ctrl-C at any point stops cleanly; then the endpoints, so that
+    // /healthz answers while the schema waits for Cassandra (/readyz does not).
     let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
     let readiness = Readiness::default();
     let addr = serve(args.metrics_addr, readiness.clone(), shutdown.clone()).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
@@ -38,7 +40,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if supervisor.running().is_empty() {
         anyhow::bail!("no query to run in {}", args.queries.display());
     }
-    spawn_signal_handler(shutdown.clone());
     readiness.set(true);
 
     let mut failed = !errors.is_empty();

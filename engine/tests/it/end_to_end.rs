@@ -16,7 +16,7 @@ use crate::servers::{
 };
 
 /// symbol, window_start (ms), window_end (ms), open, high, low, close, ticks.
-type Candle = (String, i64, i64, f64, f64, f64, f64, i64);
+pub type Candle = (String, i64, i64, f64, f64, f64, f64, i64);
 
 const SYMBOLS: usize = 24;
 const SECONDS: i64 = 420;
@@ -24,7 +24,7 @@ const START: i64 = 1_700_000_040; // a minute boundary, epoch seconds
 
 /// Ticks in TwelveData's format: every symbol at most once a second, so open and close are
 /// never ties; produced in time order, one partition per symbol group.
-fn ticks() -> Vec<(i32, String, Vec<u8>, i64)> {
+pub fn ticks() -> Vec<(i32, String, Vec<u8>, i64)> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut prices = [100.0f64; SYMBOLS];
     let mut ticks = vec![];
@@ -51,7 +51,7 @@ fn ticks() -> Vec<(i32, String, Vec<u8>, i64)> {
 }
 
 /// The candles DataFusion computes in batch mode over the same ticks.
-async fn oracle(ticks: &[(i32, String, Vec<u8>, i64)]) -> Vec<Candle> {
+pub async fn oracle(ticks: &[(i32, String, Vec<u8>, i64)]) -> Vec<Candle> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ticks.json");
     let mut lines = Vec::new();
@@ -99,7 +99,7 @@ async fn oracle(ticks: &[(i32, String, Vec<u8>, i64)]) -> Vec<Candle> {
     candles
 }
 
-async fn read_back(session: &scylla::client::session::Session, keyspace: &str) -> Vec<Candle> {
+pub async fn read_back(session: &scylla::client::session::Session, keyspace: &str) -> Vec<Candle> {
     type Raw = (String, CqlTimestamp, CqlTimestamp, f64, f64, f64, f64, i64);
     let pager = session
         .query_iter(
