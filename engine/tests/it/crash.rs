@@ -162,7 +162,7 @@ async fn killed_between_kafka_and_cassandra_the_engine_loses_nothing_and_counts_
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let mut last = command().env("RUST_LOG", "info").stderr(Stdio::piped()).spawn().unwrap();
+    let last = command().env("RUST_LOG", "info").stderr(Stdio::piped()).spawn().unwrap();
     // Let it start before checking: the earlier runs may already have written everything.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
