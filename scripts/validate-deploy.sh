@@ -14,8 +14,8 @@
 #   5. grafana/: datasources have fixed uids; dashboards are valid JSON; every Cassandra panel
 #      query selects only tables/columns that exist in cql/*.cql, starts with the id column,
 #      has a timestamp and a numeric column and the $__timeFrom/$__timeTo macros; every
-#      Prometheus query names metrics the binaries export. (Executing the queries against a CQL
-#      server comes with the Cassandra sink; see docs/operations.md.)
+#      Prometheus query names metrics the binaries export. (engine/tests/it/schema.rs executes
+#      the Cassandra queries against the test CQL server after the pipeline wrote data.)
 #   6. terraform/ parses (python-hcl2) and passes checkov; the rendered overlays and the
 #      Dockerfile pass checkov (skips are justified next to each skip);
 #   7. hadolint passes the Dockerfile, shellcheck passes scripts/*.sh.
