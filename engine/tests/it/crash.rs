@@ -95,52 +95,16 @@ fn killed_at_random_moments_and_restarted_the_engine_loses_nothing_and_counts_no
 /// table ends equal to the oracle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_kafka_and_cassandra_the_engine_loses_nothing_and_counts_nothing_twice() {
-    use crate::end_to_end::{oracle as candles_oracle, read_back, ticks as kafka_ticks};
-    use crate::servers::{
-        brokers, cql, cql_hosts, cql_session, create_keyspace, create_topic, produce_all, unique,
-    };
+    use crate::end_to_end::{kafka_to_cassandra_candles, ticks as kafka_ticks};
 
-    let topic = unique("it.crash.ticks");
-    create_topic(&topic, 3).await;
-    let session = cql_session().await;
-    let keyspace = create_keyspace(&session, "it_crash").await;
-    cql(
-        &session,
-        &format!(
-            "CREATE TABLE {keyspace}.candles_1m (symbol text, window_start timestamp, window_end timestamp, \
-             open double, high double, low double, close double, ticks bigint, \
-             PRIMARY KEY ((symbol), window_start)) WITH CLUSTERING ORDER BY (window_start DESC)"
-        ),
-    )
-    .await;
+    let (session, keyspace, sql, expected) = kafka_to_cassandra_candles("crash").await;
     let ticks = kafka_ticks();
-    let expected = candles_oracle(&ticks).await;
-    produce_all(&topic, &ticks).await;
-
     let tmp = tempfile::tempdir().unwrap();
     let queries = tmp.path().join("queries");
     std::fs::create_dir_all(&queries).unwrap();
-    std::fs::write(
-        queries.join("candles.sql"),
-        format!(
-            "SET 'source.max-rows-per-partition' = '100';
-            CREATE TABLE ticks (
-                symbol TEXT NOT NULL, price DOUBLE NOT NULL, \"timestamp\" BIGINT NOT NULL,
-                ts AS to_timestamp(\"timestamp\"), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
-            ) WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}', format = 'json',
-                    'scan.startup.mode' = 'earliest-offset', 'properties.group.id' = '{topic}.engine');
-            CREATE TABLE candles_1m WITH (connector = 'cassandra', hosts = '{}', keyspace = '{keyspace}', 'table' = 'candles_1m');
-            INSERT INTO candles_1m
-            SELECT symbol, window_start, window_end,
-                   first_value(price ORDER BY ts) AS open, max(price) AS high, min(price) AS low,
-                   last_value(price ORDER BY ts) AS close, count(*) AS ticks
-            FROM TUMBLE(ticks, ts, INTERVAL '1' MINUTE)
-            GROUP BY symbol, window_start, window_end;",
-            brokers(),
-            cql_hosts()
-        ),
-    )
-    .unwrap();
+    // Small micro-batches, so that kills land in the middle of the topic.
+    let settings = "SET 'source.max-rows-per-partition' = '100';\n";
+    std::fs::write(queries.join("candles.sql"), format!("{settings}{sql}")).unwrap();
     let command = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
         command
@@ -168,7 +132,7 @@ async fn killed_between_kafka_and_cassandra_the_engine_loses_nothing_and_counts_
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut got = vec![];
     while tokio::time::Instant::now() < deadline {
-        got = read_back(&session, &keyspace).await;
+        got = crate::end_to_end::read_back(&session, &keyspace).await;
         if got == expected {
             break;
         }

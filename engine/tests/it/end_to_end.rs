@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::prelude::{JsonReadOptions, SessionContext};
 use engine::runtime::QueryRunner;
 use futures::TryStreamExt;
+use scylla::client::session::Session;
 use scylla::value::CqlTimestamp;
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +100,7 @@ pub async fn oracle(ticks: &[(i32, String, Vec<u8>, i64)]) -> Vec<Candle> {
     candles
 }
 
-pub async fn read_back(session: &scylla::client::session::Session, keyspace: &str) -> Vec<Candle> {
+pub async fn read_back(session: &Session, keyspace: &str) -> Vec<Candle> {
     type Raw = (String, CqlTimestamp, CqlTimestamp, f64, f64, f64, f64, i64);
     let pager = session
         .query_iter(
@@ -119,12 +120,13 @@ pub async fn read_back(session: &scylla::client::session::Session, keyspace: &st
     rows
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ticks_through_kafka_and_the_engine_give_the_oracles_candles_in_cassandra() {
-    let topic = unique("it.e2e.ticks");
+/// The shared ticks in a new 3-partition topic, a new keyspace with a `candles_1m` table, and
+/// the candles query from one to the other: (CQL session, keyspace, query SQL, oracle candles).
+pub async fn kafka_to_cassandra_candles(prefix: &str) -> (Session, String, String, Vec<Candle>) {
+    let topic = unique(&format!("it.{prefix}.ticks"));
     create_topic(&topic, 3).await;
     let session = cql_session().await;
-    let keyspace = create_keyspace(&session, "it_e2e").await;
+    let keyspace = create_keyspace(&session, &format!("it_{prefix}")).await;
     cql(
         &session,
         &format!(
@@ -138,7 +140,6 @@ async fn ticks_through_kafka_and_the_engine_give_the_oracles_candles_in_cassandr
     let expected = oracle(&ticks).await;
     assert!(expected.len() >= SYMBOLS * 7, "the oracle has every window");
     produce_all(&topic, &ticks).await;
-
     let sql = format!(
         "CREATE TABLE ticks (
             symbol TEXT NOT NULL, price DOUBLE NOT NULL, day_volume BIGINT, \"timestamp\" BIGINT NOT NULL,
@@ -156,6 +157,12 @@ async fn ticks_through_kafka_and_the_engine_give_the_oracles_candles_in_cassandr
         brokers(),
         cql_hosts()
     );
+    (session, keyspace, sql, expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_through_kafka_and_the_engine_give_the_oracles_candles_in_cassandra() {
+    let (session, keyspace, sql, expected) = kafka_to_cassandra_candles("e2e").await;
     let (_dir, mut pipeline, errors) = plan(&[("candles.sql", sql)]).await;
     assert!(errors.is_empty(), "{errors:?}");
     let mut query = pipeline.queries.remove(0);
