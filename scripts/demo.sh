@@ -26,5 +26,5 @@ trap cleanup EXIT
 
 echo "ticks: $WORK/ticks/live.jsonl ($SYMBOLS symbols, $RATE events/s); outputs: $WORK/out"
 echo "metrics: http://127.0.0.1:9464/metrics; stop with Ctrl-C"
-TICKS_PATH="$WORK/ticks" OUTPUT_PATH="$WORK/out" RUST_LOG="${RUST_LOG:-warn}" \
-    "$BIN/engine" run --queries "$WORK/queries" --trigger-interval 1s
+RUST_LOG="${RUST_LOG:-warn}" "$BIN/engine" run --queries "$WORK/queries" --trigger-interval 1s \
+    --replay "ticks=$WORK/ticks" --sink-dir "$WORK/out"

@@ -118,6 +118,7 @@ impl QueryRunner {
             )),
             ConnectorSpec::Kafka(options) => Box::new(KafkaSource::new(
                 &plan.source.name,
+                &options.group_for(&plan.name),
                 options,
                 Arc::clone(&plan.source.raw_schema),
                 plan.source.source_columns.clone(),

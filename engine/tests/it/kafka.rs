@@ -63,6 +63,7 @@ fn open(table: &TableDef) -> KafkaSource {
     let ConnectorSpec::Kafka(options) = &table.connector else { panic!("not a kafka table") };
     KafkaSource::new(
         &table.name,
+        &options.group_for("it"),
         options,
         Arc::clone(&table.raw_schema),
         table.source_columns.clone(),

@@ -17,3 +17,4 @@ mod oracle;
 mod reload;
 mod schema;
 mod servers;
+mod shipped;

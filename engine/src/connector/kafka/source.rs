@@ -34,6 +34,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams the messages of a Kafka topic.
 pub struct KafkaSource {
     table: String,
+    /// The consumer group offsets are committed to.
+    group: String,
     options: KafkaOptions,
     consumer: Arc<BaseConsumer>,
     decoder: JsonDecoder,
@@ -68,10 +70,11 @@ struct Position {
 }
 
 impl KafkaSource {
-    /// A source for `table` producing rows of `raw` (whose columns are described by `columns`).
-    /// Nothing is fetched before the first poll.
+    /// A source for `table` producing rows of `raw` (whose columns are described by `columns`),
+    /// committing to consumer group `group`. Nothing is fetched before the first poll.
     pub fn new(
         table: &str,
+        group: &str,
         options: &KafkaOptions,
         raw: SchemaRef,
         columns: Vec<SourceColumn>,
@@ -82,7 +85,7 @@ impl KafkaSource {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &options.bootstrap_servers)
-            .set("group.id", &options.group_id)
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
@@ -107,6 +110,7 @@ impl KafkaSource {
         };
         Ok(Self {
             table: table.to_string(),
+            group: group.to_string(),
             options: options.clone(),
             consumer: Arc::new(consumer),
             decoder: JsonDecoder::new(raw, columns),
@@ -384,10 +388,7 @@ impl SourceReader for KafkaSource {
             .await
             .map_err(|e| self.error(format!("commit task failed: {e}")))?
             .map_err(|e| {
-                self.error(format!(
-                    "cannot commit offsets to group '{}': {e}",
-                    self.options.group_id
-                ))
+                self.error(format!("cannot commit offsets to group '{}': {e}", self.group))
             })
     }
 }
