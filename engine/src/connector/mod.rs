@@ -208,6 +208,12 @@ pub trait SourceReader: Send {
     /// Resumes from a position taken by [`position`](Self::position), before the first poll.
     async fn restore(&mut self, position: &serde_json::Value) -> Result<()>;
 
+    /// Messages each partition holds beyond what [`poll`](Self::poll) returned, where the
+    /// source knows it (Kafka: the high watermark minus the next offset): `(partition, lag)`.
+    fn lag(&self) -> Vec<(usize, i64)> {
+        vec![]
+    }
+
     /// Called once a checkpoint holding `position` is durable (a Kafka source commits its
     /// offsets to the consumer group here, so lag is visible to Kafka tools).
     async fn checkpointed(&mut self, _position: &serde_json::Value) -> Result<()> {

@@ -256,6 +256,10 @@ impl QueryRunner {
             tracing::warn!(query = %self.plan.name, location = %bad.location, error = %bad.error, "malformed record skipped");
         }
         counter!(m::MALFORMED, &labels).increment(polled.malformed.len() as u64);
+        for (partition, lag) in self.source.lag() {
+            let labels = [("query", self.plan.name.clone()), ("partition", partition.to_string())];
+            gauge!(m::CONSUMER_LAG, &labels).set(lag as f64);
+        }
 
         let mut outcome =
             StepOutcome { malformed: polled.malformed.len(), ..StepOutcome::default() };

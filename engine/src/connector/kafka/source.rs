@@ -28,6 +28,8 @@ use crate::error::{EngineError, Result};
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How long a poll keeps collecting once messages flow.
 const POLL_BUDGET: Duration = Duration::from_millis(250);
+/// How often the high watermarks (for the consumer lag) are read from the broker.
+const HIGH_WATERMARK_REFRESH: Duration = Duration::from_secs(5);
 /// Timeout of metadata, offset and commit requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,6 +52,10 @@ pub struct KafkaSource {
     overflow: BTreeMap<i32, Chunk>,
     /// Partitions paused because their overflow is not empty.
     paused: Vec<i32>,
+    /// Per partition: the high watermark, as of `high_read`.
+    high: BTreeMap<i32, i64>,
+    /// When `high` was last asked of the broker.
+    high_read: Option<Instant>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -120,7 +126,31 @@ impl KafkaSource {
             next: BTreeMap::new(),
             overflow: BTreeMap::new(),
             paused: vec![],
+            high: BTreeMap::new(),
+            high_read: None,
         })
+    }
+
+    /// Asks the broker for every partition's high watermark (for the lag). A failure only
+    /// leaves the lag stale.
+    async fn read_high_watermarks(&mut self) {
+        self.high_read = Some(Instant::now());
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.options.topic.clone();
+        let partitions = i32::try_from(self.partitions).unwrap_or(i32::MAX);
+        let read = tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT).map(|(_, h)| (p, h)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        match read {
+            Ok(Ok(high)) => self.high = high.into_iter().collect(),
+            Ok(Err(error)) => {
+                tracing::debug!(table = %self.table, %error, "cannot read high watermarks")
+            }
+            Err(error) => tracing::debug!(table = %self.table, %error, "watermark task failed"),
+        }
     }
 
     fn error(&self, message: impl Into<String>) -> EngineError {
@@ -347,7 +377,20 @@ impl SourceReader for KafkaSource {
                 polled.batches.push(PartitionBatch { partition: index, batch });
             }
         }
+        if self.high_read.is_none_or(|at| at.elapsed() >= HIGH_WATERMARK_REFRESH) {
+            self.read_high_watermarks().await;
+        }
         Ok(polled)
+    }
+
+    fn lag(&self) -> Vec<(usize, i64)> {
+        self.next
+            .iter()
+            .filter_map(|(&partition, &next)| {
+                let high = *self.high.get(&partition)?;
+                Some((usize::try_from(partition).ok()?, (high - next).max(0)))
+            })
+            .collect()
     }
 
     fn position(&self) -> serde_json::Value {
