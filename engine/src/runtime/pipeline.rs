@@ -93,6 +93,9 @@ pub struct QueryRunner {
     epoch: u64,
     bounded: bool,
     checkpoints: Option<CheckpointStore>,
+    /// Cancelled to stop; sink retries give up on it (the unfinished micro-batch is then
+    /// replayed from the last checkpoint on restart).
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for QueryRunner {
@@ -146,6 +149,7 @@ impl QueryRunner {
             epoch: 0,
             bounded,
             checkpoints: None,
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -199,6 +203,7 @@ impl QueryRunner {
 
     /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<RunStats> {
+        self.shutdown = shutdown.clone();
         let mut failures = 0u32;
         let mut stats = RunStats::default();
         let began = Instant::now();
@@ -210,6 +215,7 @@ impl QueryRunner {
                     stats.record(&outcome, started.elapsed(), began.elapsed());
                     outcome
                 }
+                Err(_) if shutdown.is_cancelled() => return Ok(stats),
                 Err(err) if !self.bounded && !err.is_user_error() => {
                     failures += 1;
                     counter!(m::SOURCE_ERRORS, "query" => self.plan.name.clone()).increment(1);
@@ -373,7 +379,8 @@ impl QueryRunner {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     failures += 1;
-                    sink_failed(&self.plan.name, self.bounded, err, failures).await?;
+                    sink_failed(&self.plan.name, self.bounded, err, failures, &self.shutdown)
+                        .await?;
                 }
             }
         }
@@ -386,7 +393,8 @@ impl QueryRunner {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     failures += 1;
-                    sink_failed(&self.plan.name, self.bounded, err, failures).await?;
+                    sink_failed(&self.plan.name, self.bounded, err, failures, &self.shutdown)
+                        .await?;
                 }
             }
         }
@@ -394,16 +402,24 @@ impl QueryRunner {
 }
 
 /// Counts and logs a sink failure and waits before the retry; gives up on bounded input after
-/// a few attempts.
-async fn sink_failed(query: &str, bounded: bool, err: EngineError, failures: u32) -> Result<()> {
+/// a few attempts, and when `shutdown` is cancelled.
+async fn sink_failed(
+    query: &str,
+    bounded: bool,
+    err: EngineError,
+    failures: u32,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     counter!(m::SINK_ERRORS, "query" => query.to_string()).increment(1);
     if bounded && failures >= 5 {
         return Err(err);
     }
     let wait = backoff(failures);
     tracing::warn!(query, error = %err, retry_in = ?wait, "sink write failed; retrying, nothing is committed until it succeeds");
-    tokio::time::sleep(wait).await;
-    Ok(())
+    tokio::select! {
+        () = tokio::time::sleep(wait) => Ok(()),
+        () = shutdown.cancelled() => Err(err),
+    }
 }
 
 /// Exponential backoff from 100 ms to 30 s.

@@ -14,6 +14,7 @@ mod golden;
 mod harness;
 mod kafka;
 mod oracle;
+mod outage;
 mod reload;
 mod schema;
 mod servers;
