@@ -193,6 +193,10 @@ pub struct Polled {
     pub partitions: usize,
     /// Partitions that will never deliver rows again (bounded input read to its end).
     pub finished: Vec<usize>,
+    /// The earliest record time among the rows returned, in milliseconds since the epoch, where
+    /// the connector has one (Kafka: the message timestamp): the start of the end-to-end
+    /// latency.
+    pub earliest_record_ms: Option<i64>,
 }
 
 /// Reads a source's partitions incrementally.

@@ -262,6 +262,7 @@ impl QueryRunner {
             tracing::warn!(query = %self.plan.name, location = %bad.location, error = %bad.error, "malformed record skipped");
         }
         counter!(m::MALFORMED, &labels).increment(polled.malformed.len() as u64);
+        let polled_earliest = polled.earliest_record_ms;
         for (partition, lag) in self.source.lag() {
             let labels = [("query", self.plan.name.clone()), ("partition", partition.to_string())];
             gauge!(m::CONSUMER_LAG, &labels).set(lag as f64);
@@ -352,6 +353,11 @@ impl QueryRunner {
             }
         }
         self.commit_with_retry().await?;
+        if let Some(earliest) = polled_earliest {
+            let now = wall_clock();
+            histogram!(m::RECORD_TO_SINK, &labels)
+                .record((now.as_millis() as f64 - earliest as f64).max(0.0) / 1e3);
+        }
         if outcome.rows_in > 0
             || outcome.rows_out > 0
             || watermark != watermark_before
@@ -363,10 +369,7 @@ impl QueryRunner {
         counter!(m::ROWS_OUT, &labels).increment(outcome.rows_out as u64);
         histogram!(m::BATCH_DURATION, &labels).record(started.elapsed().as_secs_f64());
         if let Some(w) = watermark {
-            let wall = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall) - w) as f64 / 1e9);
+            gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall_clock()) - w) as f64 / 1e9);
         }
         outcome.finished = end_of_input;
         Ok(outcome)
@@ -426,6 +429,11 @@ async fn sink_failed(
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(9).saturating_sub(1)))
         .min(Duration::from_secs(30))
+}
+
+/// Time since the Unix epoch.
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 fn nanos(d: Duration) -> i64 {

@@ -14,7 +14,8 @@ fn engine() -> Command {
     Command::new(env!("CARGO_BIN_EXE_engine"))
 }
 
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+/// `GET path` over HTTP/1.0: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut response = String::new();
@@ -24,11 +25,13 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn free_port() -> u16 {
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn metric(body: &str, name: &str, query: &str) -> Option<f64> {
+/// The value of metric `name` for `query` in a Prometheus text body (the first series).
+pub fn metric(body: &str, name: &str, query: &str) -> Option<f64> {
     body.lines()
         .filter(|l| l.starts_with(name) && l.contains(&format!("query=\"{query}\"")))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())

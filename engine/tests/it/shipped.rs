@@ -14,6 +14,7 @@ use scylla::client::session::Session;
 use scylla::value::{CqlValue, Row};
 use serde_json::{Map, Value};
 
+use crate::cli::{free_port, http_get, metric};
 use crate::harness::*;
 use crate::oracle::{CANDLES, SESSIONS, VWAP};
 use crate::servers::{cql_session, create_topic, produce_all, shipped_env, shipped_schema, unique};
@@ -68,12 +69,13 @@ async fn the_shipped_queries_from_kafka_to_cassandra_equal_the_oracle_and_their_
     produce_all(&topic, &messages).await;
 
     let tmp = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let live = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(["run", "--queries"])
         .arg(shipped_queries())
         .arg("--state-dir")
         .arg(tmp.path().join("state"))
-        .args(["--metrics-addr", "127.0.0.1:0", "--trigger-interval", "200ms"])
+        .args(["--metrics-addr", &metrics_addr, "--trigger-interval", "200ms"])
         .envs(shipped_env(&topic, &keyspace))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -125,6 +127,24 @@ async fn the_shipped_queries_from_kafka_to_cassandra_equal_the_oracle_and_their_
     let candles = cassandra_rows(&session, &keyspace, "candles_1m").await;
     let vwap = cassandra_rows(&session, &keyspace, "vwap_5m").await;
     let sessions = cassandra_rows(&session, &keyspace, "activity_sessions").await;
+    // Everything was read (lag 0 on every partition), and the record-to-sink latency lies
+    // between now minus the newest and now minus the oldest record timestamp (the ticks' own).
+    let (_, body) = http_get(&metrics_addr, "/metrics").expect("/metrics answers");
+    let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("engine_consumer_lag{")).collect();
+    assert_eq!(lags.len(), 9, "3 queries x 3 partitions:\n{body}");
+    assert!(lags.iter().all(|l| l.ends_with(" 0")), "{lags:?}");
+    let latency = metric(&body, "engine_record_to_sink_seconds_sum", "10_candles_1m")
+        .zip(metric(&body, "engine_record_to_sink_seconds_count", "10_candles_1m"))
+        .map(|(sum, count)| sum / count)
+        .expect("record-to-sink latency exported");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let (oldest, newest) = (
+        ticks.iter().map(|t| t.timestamp).min().unwrap(),
+        ticks.iter().map(|t| t.timestamp).max().unwrap(),
+    );
+    let bounds =
+        (now.as_secs() as i64 - newest - 300) as f64..=(now.as_secs() as i64 - oldest) as f64;
+    assert!(bounds.contains(&latency), "mean latency {latency} outside {bounds:?}");
     assert!(
         Command::new("kill").args(["-INT", &live.id().to_string()]).status().unwrap().success()
     );

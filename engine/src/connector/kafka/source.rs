@@ -358,6 +358,8 @@ impl SourceReader for KafkaSource {
         let mut polled = Polled { partitions: self.partitions, ..Polled::default() };
         for (partition, chunk) in out {
             let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
+            let earliest = chunk.records.iter().filter_map(|r| r.timestamp).min();
+            polled.earliest_record_ms = polled.earliest_record_ms.min(earliest).or(earliest);
             let (batch, bad) = self
                 .decoder
                 .decode(partition, &chunk)
