@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::arrow::compute::max;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use metrics::{counter, gauge, histogram};
 use tokio::time::Instant;
