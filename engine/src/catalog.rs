@@ -241,8 +241,9 @@ impl TableDef {
         })
     }
 
-    /// The table with columns described by the connector's server rather than declared (a
-    /// Cassandra table's), replacing its connector options with `connector`.
+    /// The table with columns described by the connector rather than declared (a Cassandra
+    /// table's, read from the server; a file sink's, found in its files), replacing its
+    /// connector options with `connector`.
     pub fn with_external_columns(
         &self,
         schema: SchemaRef,

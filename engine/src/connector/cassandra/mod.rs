@@ -12,6 +12,7 @@
 
 pub mod schema;
 mod sink;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
