@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod repl;
 mod run;
 
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub enum Command {
         /// The .sql file.
         file: PathBuf,
     },
+    /// A SQL prompt over the tables and views of the query files (-e or piped input: run and exit).
+    Repl(repl::ReplArgs),
 }
 
 /// `engine run` options.
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run(args) => run::run(args).await,
             Command::Check { dir } => Ok(check::check(&dir).await),
             Command::Explain { file } => explain::explain(&file).await,
+            Command::Repl(args) => repl::repl(args).await,
         }
     })
 }
