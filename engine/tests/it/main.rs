@@ -15,5 +15,6 @@ mod harness;
 mod kafka;
 mod oracle;
 mod reload;
+mod repl;
 mod schema;
 mod servers;
