@@ -25,7 +25,7 @@ fn engine() -> Command {
 }
 
 /// `engine repl --queries DIR ARGS...` with `env`, run to its end.
-fn repl(queries: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn repl(queries: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = engine();
     command.arg("repl").arg("--queries").arg(queries).args(args);
     for (key, value) in env {
@@ -56,13 +56,13 @@ fn json_rows(text: &str) -> Vec<Map<String, Value>> {
 }
 
 /// A directory holding one query file with `sql`.
-fn queries_dir(sql: &str) -> tempfile::TempDir {
+pub fn queries_dir(sql: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tables.sql"), sql).unwrap();
     dir
 }
 
-fn ticks_ddl(name: &str, topic: &str, brokers: &str, extra: &str) -> String {
+pub fn ticks_ddl(name: &str, topic: &str, brokers: &str, extra: &str) -> String {
     format!(
         "CREATE TABLE {name} (
             symbol TEXT NOT NULL,
@@ -104,7 +104,7 @@ async fn produce_to(brokers: &str, topic: &str, parts: &[Vec<Tick>]) {
 }
 
 /// A mock cluster with `topic` holding `parts` (one Kafka partition each).
-async fn mock_topic(
+pub async fn mock_topic(
     topic: &str,
     parts: &[Vec<Tick>],
 ) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
