@@ -493,6 +493,38 @@ fn csv_and_json_have_exact_shapes_and_piped_statements_run_like_e() {
     assert!(text.ends_with("status\ndone\n"), "{text}");
 }
 
+/// Every ```sql block of docs/repl.md runs, non-interactively, against the shipped queries over
+/// generated ticks (after the shipped queries ran once, so that their sinks have files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_in_the_repl_guide_runs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/repl.md");
+    let blocks = crate::docs::blocks(&std::fs::read_to_string(path).unwrap());
+    assert!(blocks.len() >= 5, "docs/repl.md lost its examples");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ticks = generate(3, 4, 600, 5);
+    for tick in ticks.iter_mut().filter(|t| t.symbol == "SYM1") {
+        tick.symbol = "AAPL".to_string();
+    }
+    write_partitions(&tmp.path().join("ticks"), &partition_by_symbol(&ticks, 2));
+    let vars = std::collections::HashMap::from([
+        ("TICKS_PATH".to_string(), tmp.path().join("ticks").display().to_string()),
+        ("OUTPUT_PATH".to_string(), tmp.path().join("out").display().to_string()),
+    ]);
+    run_once(&shipped_queries(), &vars, &engine::planner::PipelineOptions::default()).await;
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for block in &blocks {
+        assert_eq!(block.kind, "", "docs/repl.md line {}: plain ```sql blocks only", block.line);
+        let output = repl(&shipped_queries(), &["-e", &block.sql], &env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && !stderr.contains("warning"),
+            "docs/repl.md block at line {} failed:\n{stderr}",
+            block.line
+        );
+        assert!(!output.stdout.is_empty(), "docs/repl.md line {}: no output", block.line);
+    }
+}
+
 /// The prompt through a pseudo-terminal.
 mod interactive {
     use rexpect::session::{PtySession, spawn_command};

@@ -105,7 +105,7 @@ impl Repl {
             Input::Command(Command::Quit) => return Flow::Quit,
             Input::Command(Command::Timing) => {
                 self.timing = !self.timing;
-                println!("Timing is {}.", if self.timing { "on" } else { "off" });
+                self.note(&format!("Timing is {}.", if self.timing { "on" } else { "off" }));
             }
             Input::Command(Command::Help) => println!("{HELP}"),
             Input::Command(Command::Unknown(command)) => {
@@ -142,9 +142,7 @@ impl Repl {
         let shown = match outcome {
             Ok(Outcome::Rows(rows)) => self.print(&rows),
             Ok(Outcome::Done(message)) => {
-                if self.format == Format::Table {
-                    println!("{message}");
-                }
+                self.note(&message);
                 Ok(())
             }
             Ok(Outcome::Live(live)) if self.interactive => live.watch(ctrl_c(), &mut out).await,
@@ -159,8 +157,17 @@ impl Repl {
             self.failed = true;
         }
         if self.timing {
-            let line = timing(started.elapsed());
-            if self.format == Format::Table { println!("{line}") } else { eprintln!("{line}") }
+            self.note(&timing(started.elapsed()));
+        }
+    }
+
+    /// A message for people: on standard output next to tables, on standard error when the
+    /// output is CSV or JSON for programs.
+    fn note(&self, text: &str) {
+        if self.format == Format::Table {
+            println!("{text}");
+        } else {
+            eprintln!("{text}");
         }
     }
 
