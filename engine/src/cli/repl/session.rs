@@ -77,7 +77,7 @@ pub enum Outcome {
     /// It changed something and has no rows (`CREATE VIEW`, `SET`).
     Done(String),
     /// It is a windowed query: it runs as a stream.
-    Live(LiveQuery),
+    Live(Box<LiveQuery>),
 }
 
 /// The tables and views a REPL can query, and how statements over them run.
@@ -151,7 +151,7 @@ impl Session {
                     Ok(Outcome::Rows(self.describe(&object_name(&table_name)).await?))
                 }
                 ast::Statement::Query(query) if is_windowed(&query) => {
-                    Ok(Outcome::Live(self.live(query).await?))
+                    Ok(Outcome::Live(Box::new(self.live(query).await?)))
                 }
                 other => self.run(DfStatement::Statement(Box::new(other))).await,
             },
