@@ -7,6 +7,10 @@ use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
+use datafusion::sql::sqlparser::ast::Expr;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
 use super::input::is_complete;
 use crate::sql::parser::quote_ident;
 
@@ -98,38 +102,57 @@ impl ReplHelper {
         self.names = names;
     }
 
-    /// The completions of `prefix`, the word being typed after `before`.
-    fn candidates(&self, before: &str, prefix: &str) -> Vec<String> {
+    /// The completions of `prefix`, the word being typed after `before` (`quoted`: after an
+    /// opening `"`, so only names).
+    fn candidates(&self, before: &str, prefix: &str, quoted: bool) -> Vec<String> {
         let previous = before.split_whitespace().last().unwrap_or_default().to_ascii_uppercase();
+        let name = |n: &str| if quoted { quote_always(n) } else { name(n) };
         let tables = self.names.iter().map(|(table, _)| table.as_str());
-        let mut words: Vec<String> = if BEFORE_TABLE.contains(&previous.as_str())
-            || previous == "\\D"
-        {
-            tables.map(quote_ident).collect()
-        } else if prefix.is_empty() {
-            vec![]
-        } else {
-            let lower = prefix.chars().all(|c| !c.is_ascii_uppercase());
-            let keywords =
-                KEYWORDS.iter().map(|k| if lower { k.to_ascii_lowercase() } else { k.to_string() });
-            let text = before.to_ascii_lowercase();
-            let mentioned: Vec<&(String, Vec<String>)> =
-                self.names.iter().filter(|(table, _)| mentions(&text, table)).collect();
-            let in_scope =
-                if mentioned.is_empty() { self.names.iter().collect() } else { mentioned };
-            let columns = in_scope
-                .into_iter()
-                .flat_map(|(_, columns)| columns.iter().map(String::as_str))
-                .chain(WINDOW_COLUMNS.iter().copied())
-                .map(quote_ident);
-            keywords.chain(tables.map(quote_ident)).chain(columns).collect()
-        };
+        let mut words: Vec<String> =
+            if BEFORE_TABLE.contains(&previous.as_str()) || previous == "\\D" {
+                tables.map(name).collect()
+            } else if prefix.is_empty() {
+                vec![]
+            } else {
+                let lower = prefix.chars().all(|c| !c.is_ascii_uppercase());
+                let keywords = KEYWORDS
+                    .iter()
+                    .filter(|_| !quoted)
+                    .map(|k| if lower { k.to_ascii_lowercase() } else { k.to_string() });
+                let text = before.to_ascii_lowercase();
+                let mentioned: Vec<&(String, Vec<String>)> =
+                    self.names.iter().filter(|(table, _)| mentions(&text, table)).collect();
+                let in_scope =
+                    if mentioned.is_empty() { self.names.iter().collect() } else { mentioned };
+                let columns = in_scope
+                    .into_iter()
+                    .flat_map(|(_, columns)| columns.iter().map(String::as_str))
+                    .chain(WINDOW_COLUMNS.iter().copied())
+                    .map(name);
+                keywords.chain(tables.map(name)).chain(columns).collect()
+            };
         let wanted = prefix.to_ascii_lowercase();
         words.retain(|w| w.trim_start_matches('"').to_ascii_lowercase().starts_with(&wanted));
         words.sort();
         words.dedup();
         words
     }
+}
+
+/// A table or column name as it must be typed: quoted unless it reads as that name unquoted
+/// (`close` does; `timestamp` and `Price` do not).
+fn name(name: &str) -> String {
+    // Unquoted names are lower-cased, so any capital needs quotes.
+    let plain = !name.chars().any(|c| c.is_uppercase())
+        && Parser::new(&GenericDialect {})
+        .try_with_sql(name)
+        .and_then(|mut p| p.parse_expr())
+        .is_ok_and(|e| matches!(e, Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value == name));
+    if plain { name.to_string() } else { quote_ident(name) }
+}
+
+fn quote_always(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Whether `text` (lower-cased) names `table` as a word.
@@ -157,8 +180,9 @@ impl Completer for ReplHelper {
             start -= 1;
         }
         let prefix = typed[start..].trim_start_matches('"');
+        let quoted = prefix.len() < typed.len() - start;
         let candidates = self
-            .candidates(&typed[..start], prefix)
+            .candidates(&typed[..start], prefix, quoted)
             .into_iter()
             .map(|word| Pair { display: word.clone(), replacement: word })
             .collect();
@@ -190,7 +214,10 @@ mod tests {
 
     fn helper() -> ReplHelper {
         ReplHelper::new(vec![
-            ("ticks".into(), vec!["symbol".into(), "price".into(), "timestamp".into()]),
+            (
+                "ticks".into(),
+                vec!["symbol".into(), "price".into(), "timestamp".into(), "Volume".into()],
+            ),
             ("candles".into(), vec!["symbol".into(), "close".into()]),
         ])
     }
@@ -222,6 +249,8 @@ mod tests {
     fn names_that_need_quotes_are_quoted() {
         assert_eq!(complete("SELECT \"tim").1, ["\"timestamp\""]);
         assert_eq!(complete("SELECT \"tim").0, 7);
-        assert_eq!(complete("SELECT tim").1, ["\"timestamp\"", "timestamp"]);
+        assert_eq!(complete("SELECT tim").1, ["timestamp"], "DataFusion reads it unquoted");
+        assert_eq!(complete("SELECT vol").1, ["\"Volume\""]);
+        assert_eq!(complete("SELECT \"sym").1, ["\"symbol\""], "the quote typed is kept");
     }
 }

@@ -2,7 +2,7 @@
 //! columns), read from the files it wrote.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -14,9 +14,10 @@ use crate::error::{EngineError, Result};
 /// Records of each file looked at to find the types of JSON and CSV columns.
 const RECORDS_PER_FILE: usize = 1_000;
 
-/// The columns of every file of `options.path` merged, in the order they first appear: JSON
-/// and CSV from their first records, Parquet from the file's own schema. Every column is
-/// nullable. An error when there is no file yet.
+/// The columns of every file of `options.path` merged, in the order they first appear (for JSON,
+/// the order of the keys of each file's first record): JSON and CSV from their first records,
+/// Parquet from the file's own schema. Every column is nullable. An error when there is no file
+/// yet.
 pub fn infer_schema(table: &str, options: &FilesystemOptions) -> Result<SchemaRef> {
     let error =
         |message: String| EngineError::connector(format!("filesystem table '{table}'"), message);
@@ -28,13 +29,23 @@ pub fn infer_schema(table: &str, options: &FilesystemOptions) -> Result<SchemaRe
         )));
     }
     let mut schemas = vec![];
+    let mut key_order = vec![];
     for path in &files {
         let failed = |e: &dyn std::fmt::Display| error(format!("{}: {e}", path.display()));
         let file = File::open(path).map_err(|e| failed(&e))?;
         let schema = match options.format {
             FileFormat::Json => {
+                let mut reader = BufReader::new(file);
+                let mut first = String::new();
+                reader.read_line(&mut first).map_err(|e| failed(&e))?;
+                for key in json_keys(&first) {
+                    if !key_order.contains(&key) {
+                        key_order.push(key);
+                    }
+                }
+                let rest = first.as_bytes().chain(reader);
                 datafusion::arrow::json::reader::infer_json_schema(
-                    BufReader::new(file),
+                    BufReader::new(rest),
                     Some(RECORDS_PER_FILE),
                 )
                 .map_err(|e| failed(&e))?
@@ -57,9 +68,36 @@ pub fn infer_schema(table: &str, options: &FilesystemOptions) -> Result<SchemaRe
         schemas.push(schema);
     }
     let merged = Schema::try_merge(schemas).map_err(|e| error(e.to_string()))?;
-    let nullable: Vec<_> =
+    let mut fields: Vec<_> =
         merged.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-    Ok(Arc::new(Schema::new(nullable)))
+    // Arrow orders inferred JSON columns by name; keep the order they are written in.
+    fields.sort_by_key(|f| key_order.iter().position(|k| k == f.name()).unwrap_or(usize::MAX));
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The keys of the JSON object `line`, in the order written (none when it is not an object).
+fn json_keys(line: &str) -> Vec<String> {
+    use serde::Deserializer;
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut keys = vec![];
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    serde_json::Deserializer::from_str(line.trim()).deserialize_map(Keys).unwrap_or_default()
 }
 
 #[cfg(test)]
