@@ -7,16 +7,18 @@
 //! | `cassandra` | paged reads, partition key restrictions pushed down ([`CassandraSnapshot`]) |
 //! | `stdout`, `blackhole` | nothing: they cannot be read |
 
+mod cassandra;
+mod scan;
 mod source;
 
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
 
+pub use self::cassandra::CassandraSnapshot;
 pub use self::source::SourceSnapshot;
 use crate::catalog::TableDef;
 use crate::connector::ConnectorSpec;
-pub use crate::connector::cassandra::snapshot::CassandraSnapshot;
 use crate::connector::filesystem::infer_schema;
 use crate::error::Result;
 

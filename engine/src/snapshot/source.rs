@@ -8,17 +8,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::TableType;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use tokio::sync::mpsc::Sender;
 
+use super::scan::{Batches, spawned_scan};
 use crate::catalog::TableDef;
 use crate::connector::kafka::KafkaOptions;
 use crate::connector::{ConnectorSpec, open_source};
@@ -57,52 +53,11 @@ impl TableProvider for SourceSnapshot {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(indices) => Arc::new(self.table.schema.project(indices)?),
-            None => Arc::clone(&self.table.schema),
-        };
-        let stream = SourceStream {
-            table: Arc::clone(&self.table),
-            schema: Arc::clone(&schema),
-            projection: projection.cloned(),
-            limit,
-        };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            vec![Arc::new(stream)],
-            None,
-            [],
-            false,
-            limit,
-        )?))
-    }
-}
-
-/// One scan of a source table.
-#[derive(Debug)]
-struct SourceStream {
-    table: Arc<TableDef>,
-    schema: SchemaRef,
-    projection: Option<Vec<usize>>,
-    limit: Option<usize>,
-}
-
-impl PartitionStream for SourceStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
-        let tx = builder.tx();
-        let (table, projection, limit) =
-            (Arc::clone(&self.table), self.projection.clone(), self.limit);
-        builder.spawn(async move {
-            read(&table, projection.as_deref(), limit, &tx)
-                .await
-                .map_err(|e| DataFusionError::External(e.into()))
-        });
-        builder.build()
+        let (table, indices) = (Arc::clone(&self.table), projection.cloned());
+        spawned_scan(&self.table.schema, projection, limit, move |_, tx| {
+            let (table, indices) = (Arc::clone(&table), indices.clone());
+            async move { read(&table, indices.as_deref(), limit, &tx).await }
+        })
     }
 }
 
@@ -112,7 +67,7 @@ async fn read(
     table: &TableDef,
     projection: Option<&[usize]>,
     limit: Option<usize>,
-    tx: &Sender<datafusion::error::Result<RecordBatch>>,
+    tx: &Batches,
 ) -> Result<(), EngineError> {
     let mut remaining = limit.unwrap_or(usize::MAX);
     if remaining == 0 {

@@ -12,7 +12,6 @@
 
 pub mod schema;
 mod sink;
-pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +23,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 
 pub use self::sink::CassandraSink;
+pub(crate) use self::sink::to_cql;
 use crate::error::Result;
 use crate::sql::options::Options;
 

@@ -18,18 +18,15 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session as DfSession, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::TableType;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::value::{CqlValue, Row};
 use tokio::sync::OnceCell;
 
-use super::sink::to_cql;
-use super::{CassandraOptions, CassandraTable, ColumnKind, quote};
+use super::scan::{Batches, spawned_scan};
+use crate::connector::cassandra::{CassandraOptions, CassandraTable, ColumnKind, quote, to_cql};
 use crate::error::{EngineError, Result};
 
 /// At most this many single-partition reads for one scan; more combinations read the table.
@@ -83,10 +80,10 @@ impl CassandraSnapshot {
     /// once per partition (no values: the whole table, once).
     fn plan_reads(
         &self,
-        schema: &SchemaRef,
+        columns: &[&str],
         filters: &[Expr],
     ) -> Result<(String, Vec<Vec<Option<CqlValue>>>)> {
-        let mut names: Vec<String> = schema.fields().iter().map(|f| quote(f.name())).collect();
+        let mut names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
         if names.is_empty() {
             // Counting rows still needs a column to select.
             names.push(quote(&self.columns.columns[0].name));
@@ -186,77 +183,62 @@ impl TableProvider for CassandraSnapshot {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(indices) => Arc::new(self.schema.project(indices)?),
-            None => Arc::clone(&self.schema),
+        let columns: Vec<&str> = match projection {
+            Some(indices) => {
+                indices.iter().map(|&i| self.schema.field(i).name().as_str()).collect()
+            }
+            None => self.schema.fields().iter().map(|f| f.name().as_str()).collect(),
         };
         let (cql, reads) =
-            self.plan_reads(&schema, filters).map_err(|e| DataFusionError::External(e.into()))?;
-        let stream = CassandraStream {
-            label: self.label.clone(),
-            options: self.options.clone(),
-            session: Arc::clone(&self.session),
-            schema: Arc::clone(&schema),
-            cql,
-            reads,
-        };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            vec![Arc::new(stream)],
-            None,
-            [],
-            false,
-            limit,
-        )?))
+            self.plan_reads(&columns, filters).map_err(|e| DataFusionError::External(e.into()))?;
+        let (label, options, session) =
+            (self.label.clone(), self.options.clone(), Arc::clone(&self.session));
+        spawned_scan(&self.schema, projection, limit, move |schema, tx| {
+            let read = Read {
+                label: label.clone(),
+                options: options.clone(),
+                session: Arc::clone(&session),
+                cql: cql.clone(),
+                reads: reads.clone(),
+            };
+            read.run(schema, tx)
+        })
     }
 }
 
-/// The rows of one scan: each read in turn, page by page.
-#[derive(Debug)]
-struct CassandraStream {
+/// The reads of one scan: each in turn, page by page.
+struct Read {
     label: String,
     options: CassandraOptions,
     session: Arc<OnceCell<Session>>,
-    schema: SchemaRef,
     cql: String,
     reads: Vec<Vec<Option<CqlValue>>>,
 }
 
-impl PartitionStream for CassandraStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
-        let tx = builder.tx();
-        let (label, options, session) =
-            (self.label.clone(), self.options.clone(), Arc::clone(&self.session));
-        let (schema, cql, reads) = (Arc::clone(&self.schema), self.cql.clone(), self.reads.clone());
-        builder.spawn(async move {
-            let failed = |e: &dyn std::fmt::Display| {
-                DataFusionError::External(
-                    EngineError::connector(label.clone(), format!("{e} in: {cql}")).into(),
-                )
-            };
-            let session =
-                session.get_or_try_init(|| options.connect()).await.map_err(|e| failed(&e))?;
-            for values in reads {
-                let mut statement = scylla::statement::Statement::new(cql.as_str());
-                statement.set_page_size(BATCH_ROWS as i32);
-                let pager = session.query_iter(statement, values).await.map_err(|e| failed(&e))?;
-                let mut chunks =
-                    pager.rows_stream::<Row>().map_err(|e| failed(&e))?.try_chunks(BATCH_ROWS);
-                while let Some(rows) = chunks.try_next().await.map_err(|e| failed(&e))? {
-                    let batch = to_batch(&schema, &rows).map_err(|e| failed(&e))?;
-                    if tx.send(Ok(batch)).await.is_err() {
-                        return Ok(());
-                    }
+impl Read {
+    async fn run(self, schema: SchemaRef, tx: Batches) -> Result<()> {
+        let failed = |e: &dyn std::fmt::Display| {
+            EngineError::connector(self.label.clone(), format!("{e} in: {}", self.cql))
+        };
+        let session = self
+            .session
+            .get_or_try_init(|| self.options.connect())
+            .await
+            .map_err(|e| failed(&e))?;
+        for values in &self.reads {
+            let mut statement = scylla::statement::Statement::new(self.cql.as_str());
+            statement.set_page_size(BATCH_ROWS as i32);
+            let pager = session.query_iter(statement, values).await.map_err(|e| failed(&e))?;
+            let mut chunks =
+                pager.rows_stream::<Row>().map_err(|e| failed(&e))?.try_chunks(BATCH_ROWS);
+            while let Some(rows) = chunks.try_next().await.map_err(|e| failed(&e))? {
+                let batch = to_batch(&schema, &rows).map_err(|e| failed(&e))?;
+                if tx.send(Ok(batch)).await.is_err() {
+                    return Ok(());
                 }
             }
-            Ok(())
-        });
-        builder.build()
+        }
+        Ok(())
     }
 }
 
@@ -360,7 +342,7 @@ mod tests {
             table: "candles_1m".into(),
             ttl: None,
             consistency: scylla::statement::Consistency::One,
-            write_timestamp: super::super::WriteTimestamp::Server,
+            write_timestamp: crate::connector::cassandra::WriteTimestamp::Server,
             credentials: None,
             max_concurrency: 1,
             max_retries: 0,
@@ -372,10 +354,9 @@ mod tests {
     #[test]
     fn partition_key_equalities_become_single_partition_reads() {
         let s = snapshot(&["symbol"]);
-        let schema = Arc::new(s.schema.project(&[1, 2]).unwrap());
         let filters =
             [col("symbol").in_list(vec![lit("A"), lit("B")], false), col("close").gt(lit(1.0))];
-        let (cql, reads) = s.plan_reads(&schema, &filters).unwrap();
+        let (cql, reads) = s.plan_reads(&["window_start", "close"], &filters).unwrap();
         assert_eq!(cql, "SELECT window_start, close FROM market.candles_1m WHERE symbol = ?");
         assert_eq!(
             reads,
@@ -391,14 +372,13 @@ mod tests {
     #[test]
     fn a_composite_partition_key_needs_every_column_restricted() {
         let s = snapshot(&["exchange", "symbol"]);
-        let schema = Arc::new(s.schema.project(&[]).unwrap());
         let only_one = [col("symbol").eq(lit("A"))];
-        let (cql, reads) = s.plan_reads(&schema, &only_one).unwrap();
+        let (cql, reads) = s.plan_reads(&[], &only_one).unwrap();
         assert_eq!(cql, "SELECT exchange FROM market.candles_1m", "a full read");
         assert_eq!(reads, [Vec::<Option<CqlValue>>::new()]);
         let both =
             [lit("A").eq(col("symbol")), col("exchange").in_list(vec![lit("X"), lit("Y")], false)];
-        let (cql, reads) = s.plan_reads(&schema, &both).unwrap();
+        let (cql, reads) = s.plan_reads(&[], &both).unwrap();
         assert_eq!(cql, "SELECT exchange FROM market.candles_1m WHERE exchange = ? AND symbol = ?");
         assert_eq!(reads.len(), 2);
     }
