@@ -248,8 +248,29 @@ impl TableDef {
         })
     }
 
-    /// The table with columns described by the connector's server rather than declared (a
-    /// Cassandra table's), replacing its connector options with `connector`.
+    /// A table the engine makes rather than a query file declares (the REPL's live results):
+    /// without declared columns, so that it takes its query's.
+    pub fn undeclared(name: &str, location: Location, connector: ConnectorSpec) -> Self {
+        let empty = Arc::new(Schema::empty());
+        Self {
+            name: name.to_string(),
+            location,
+            connector,
+            declared: false,
+            schema: Arc::clone(&empty),
+            raw_schema: empty,
+            source_columns: vec![],
+            layout: vec![],
+            computed: vec![],
+            watermark: None,
+            idle_timeout: None,
+            primary_key: vec![],
+        }
+    }
+
+    /// The table with columns described by the connector rather than declared (a Cassandra
+    /// table's, read from the server; a file sink's, found in its files), replacing its
+    /// connector options with `connector`.
     pub fn with_external_columns(
         &self,
         schema: SchemaRef,
@@ -315,8 +336,12 @@ pub fn plan_expr(
         .map_err(|e| EngineError::sql(at.clone(), df_message(&e)))
 }
 
-/// A DataFusion error as one readable line, without backtraces or nested prefixes.
+/// A DataFusion error as one readable line, without backtraces or nested prefixes (and
+/// without the position of a syntax error: see [`df_position`]).
 pub fn df_message(err: &datafusion::error::DataFusionError) -> String {
+    if let Some((message, _)) = syntax_error(err) {
+        return message.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
     let text = match err.diagnostic() {
         Some(d) => {
             let details =
@@ -326,10 +351,38 @@ pub fn df_message(err: &datafusion::error::DataFusionError) -> String {
         None => err.find_root().strip_backtrace(),
     };
     let mut text = text.as_str();
-    for prefix in
-        ["Error during planning: ", "Schema error: ", "Arrow error: ", "Execution error: "]
-    {
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "Arrow error: ",
+        "Execution error: ",
+        "External error: ",
+    ] {
         text = text.strip_prefix(prefix).unwrap_or(text);
     }
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Where in its statement a DataFusion error is, as (line, column) from 1: the span of its
+/// diagnostic, or the position sqlparser put in a syntax error's message.
+pub fn df_position(err: &datafusion::error::DataFusionError) -> Option<(u64, u64)> {
+    if let Some((_, position)) = syntax_error(err) {
+        return position;
+    }
+    let span = err.diagnostic().and_then(|d| d.span).filter(|s| s.start.line > 0)?;
+    Some((span.start.line, span.start.column))
+}
+
+/// A sqlparser error inside `err`: its message and the position it names.
+fn syntax_error(err: &datafusion::error::DataFusionError) -> Option<(&str, Option<(u64, u64)>)> {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    let datafusion::error::DataFusionError::SQL(error, _) = err.find_root() else { return None };
+    let message = match error.as_ref() {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.as_str(),
+        ParserError::RecursionLimitExceeded => "statement nested too deeply",
+    };
+    Some(match crate::sql::parser::split_position(message) {
+        Some((text, line, column)) => (text, Some((line, column))),
+        None => (message, None),
+    })
 }

@@ -16,6 +16,7 @@
 //! * [`connector`] knows files and servers and nothing about SQL.
 //! * [`time`] and [`state`] are pure and deterministic.
 //! * [`runtime`] wires them together.
+//! * [`snapshot`] reads declared tables as they are now, for the REPL.
 
 pub mod catalog;
 pub mod checkpoint;
@@ -24,6 +25,7 @@ pub mod connector;
 pub mod error;
 pub mod planner;
 pub mod runtime;
+pub mod snapshot;
 pub mod sql;
 pub mod state;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod repl;
 mod run;
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::EngineError;
-use crate::planner::{Pipeline, PipelineOptions, plan_pipeline};
+use crate::planner::{Pipeline, PipelineOptions, Redirect, plan_pipeline};
 use crate::sql::{VarLookup, load_dir, process_env};
 
 /// Streaming SQL over market data: windowed queries in `.sql` files, run continuously.
@@ -52,6 +53,8 @@ pub enum Command {
         /// The .sql file.
         file: PathBuf,
     },
+    /// A SQL prompt over the tables and views of the query files (-e or piped input: run and exit).
+    Repl(repl::ReplArgs),
 }
 
 /// `engine run` options.
@@ -77,17 +80,31 @@ pub struct RunArgs {
     /// Cassandra before starting the queries.
     #[arg(long, value_name = "DIR")]
     pub apply_schema: Option<PathBuf>,
-    /// Backtest: read source TABLE from the JSON-lines files at PATH (a file, or a directory
-    /// with one file per partition) instead of its connector. Repeatable.
-    #[arg(long, value_name = "TABLE=PATH", value_parser = parse_replay)]
-    pub replay: Vec<(String, PathBuf)>,
-    /// Backtest: write every sink table as JSON lines under DIR/<table> instead of its
-    /// connector.
-    #[arg(long, value_name = "DIR")]
-    pub sink_dir: Option<PathBuf>,
+    /// Tables redirected to files (backtests).
+    #[command(flatten)]
+    pub redirect: RedirectArgs,
     /// Cassandra contact points for --apply-schema.
     #[arg(long, env = "CASSANDRA_HOSTS", default_value = "localhost:9042", value_delimiter = ',')]
     pub cassandra_hosts: Vec<String>,
+}
+
+/// `--replay` and `--sink-dir`: the same query files with tables redirected to files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedirectArgs {
+    /// Read source TABLE from the JSON-lines files at PATH (a file, or a directory with one file
+    /// per partition) instead of its connector. Repeatable.
+    #[arg(long, value_name = "TABLE=PATH", value_parser = parse_replay)]
+    pub replay: Vec<(String, PathBuf)>,
+    /// Treat every sink table as JSON lines under DIR/<table> instead of its connector.
+    #[arg(long, value_name = "DIR")]
+    pub sink_dir: Option<PathBuf>,
+}
+
+impl RedirectArgs {
+    /// The planner's view of the flags.
+    pub fn redirect(&self) -> Redirect {
+        Redirect { sources: self.replay.clone(), sinks: self.sink_dir.clone() }
+    }
 }
 
 fn parse_replay(text: &str) -> Result<(String, PathBuf), String> {
@@ -112,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run(args) => run::run(args).await,
             Command::Check { dir } => Ok(check::check(&dir).await),
             Command::Explain { file } => explain::explain(&file).await,
+            Command::Repl(args) => repl::repl(args).await,
         }
     })
 }

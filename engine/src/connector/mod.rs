@@ -5,6 +5,7 @@ pub mod blackhole;
 pub mod cassandra;
 pub mod filesystem;
 pub mod kafka;
+pub mod memory;
 pub mod stdout;
 
 use async_trait::async_trait;
@@ -75,6 +76,9 @@ pub enum ConnectorSpec {
     Kafka(kafka::KafkaOptions),
     /// A Cassandra table.
     Cassandra(cassandra::CassandraOptions),
+    /// Rows handed to the process running the query (the REPL's live results); not declarable
+    /// in SQL.
+    Memory(memory::Changes),
 }
 
 /// Every connector name, for error messages.
@@ -107,7 +111,7 @@ impl ConnectorSpec {
             Self::Filesystem(_) => filesystem::OPTIONS,
             Self::Kafka(_) => kafka::OPTIONS,
             Self::Cassandra(_) => cassandra::OPTIONS,
-            Self::Stdout | Self::Blackhole => &["connector"],
+            Self::Stdout | Self::Blackhole | Self::Memory(_) => &["connector"],
         }
     }
 
@@ -119,6 +123,7 @@ impl ConnectorSpec {
             Self::Blackhole => "blackhole",
             Self::Kafka(_) => "kafka",
             Self::Cassandra(_) => "cassandra",
+            Self::Memory(_) => "memory",
         }
     }
 
@@ -149,7 +154,7 @@ impl ConnectorSpec {
     pub fn accepts_deletes(&self) -> bool {
         match self {
             Self::Filesystem(options) => options.format != filesystem::FileFormat::Parquet,
-            Self::Stdout | Self::Blackhole | Self::Cassandra(_) => true,
+            Self::Stdout | Self::Blackhole | Self::Cassandra(_) | Self::Memory(_) => true,
             Self::Kafka(_) => false,
         }
     }
@@ -225,6 +230,35 @@ pub trait SourceReader: Send {
     }
 }
 
+/// Opens a reader for source `table` producing rows of `raw` (columns described by `columns`)
+/// for query `query` (a Kafka source commits to its consumer group). `bounded` input is read
+/// once to its end: files as they are, Kafka partitions up to their high watermarks when
+/// reading starts.
+pub fn open_source(
+    table: &str,
+    query: &str,
+    spec: &ConnectorSpec,
+    raw: SchemaRef,
+    columns: Vec<SourceColumn>,
+    bounded: bool,
+) -> Result<Box<dyn SourceReader>> {
+    Ok(match spec {
+        ConnectorSpec::Filesystem(options) => {
+            Box::new(filesystem::FileSource::new(table, options, raw, columns, bounded))
+        }
+        ConnectorSpec::Kafka(options) => {
+            let group = options.group_for(query);
+            Box::new(kafka::KafkaSource::new(table, &group, options, raw, columns, bounded)?)
+        }
+        other => {
+            return Err(crate::error::EngineError::connector(
+                format!("{} table '{table}'", other.name()),
+                format!("the {} connector cannot be read as a stream", other.name()),
+            ));
+        }
+    })
+}
+
 /// Whether a sink row is new or changed, or no longer exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -258,6 +292,7 @@ pub fn open_sink(
         ConnectorSpec::Cassandra(options) => {
             Box::new(cassandra::CassandraSink::new(table, options, schema)?)
         }
+        ConnectorSpec::Memory(changes) => Box::new(memory::MemorySink::new(changes)),
         ConnectorSpec::Kafka(_) => {
             return Err(crate::error::EngineError::connector(
                 format!("kafka table '{table}'"),

@@ -19,10 +19,11 @@ use std::sync::Arc;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::sql::sqlparser::ast;
 
 pub use self::context::new_session;
 pub use self::explain::explain;
-pub use self::options::{PipelineOptions, apply_set};
+pub use self::options::{PipelineOptions, SET_KEYS, apply_set};
 pub use self::redirect::Redirect;
 pub use self::split::SinkMapping;
 use crate::catalog::TableDef;
@@ -117,6 +118,8 @@ impl WindowedStages {
 pub struct Pipeline {
     /// Declared tables by name.
     pub tables: Vec<Arc<TableDef>>,
+    /// Declared views, in declaration order.
+    pub views: Vec<Located<CreateView>>,
     /// The continuous queries.
     pub queries: Vec<QueryPlan>,
 }
@@ -152,7 +155,36 @@ pub async fn plan_pipeline(
             Err(err) => errors.push(err),
         }
     }
-    (Pipeline { tables: declarations.tables, queries }, errors)
+    (Pipeline { tables: declarations.tables, views: declarations.views, queries }, errors)
+}
+
+/// Plans `query`, a SELECT starting at `location`, as a continuous query named `name` over the
+/// tables and views of `pipeline`, writing `sink` (a table without declared columns, which takes
+/// the query's): how the REPL runs a windowed query.
+pub async fn plan_select(
+    name: &str,
+    query: Box<ast::Query>,
+    location: &Location,
+    sink: TableDef,
+    pipeline: &Pipeline,
+    options: &PipelineOptions,
+) -> Result<QueryPlan> {
+    let insert =
+        InsertInto { table: sink.name.clone(), columns: vec![], query, emit: Emit::OnUpdate };
+    let mut tables = pipeline.tables.clone();
+    tables.push(Arc::new(sink));
+    let insert = Located { location: location.clone(), node: insert };
+    split::plan_insert(name, &insert, options, &tables, &pipeline.views).await
+}
+
+/// Whether `query` reads a window table function (`TUMBLE`, `HOP`, `SESSION`), so that only
+/// the streaming runtime can run it.
+pub fn is_windowed(query: &ast::Query) -> bool {
+    let mut rewritten = query.clone();
+    let at = Location::start_of(std::path::Path::new("query"));
+    // A malformed window call is still one: planning it reports the mistake.
+    window::rewrite_windows(&mut rewritten, &new_session().state(), &at, &mut 0)
+        .map_or(true, |calls| !calls.is_empty())
 }
 
 /// Fills in the columns of tables whose columns live on a server (Cassandra tables), so that

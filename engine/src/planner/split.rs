@@ -23,7 +23,7 @@ use datafusion::sql::sqlparser::ast;
 use super::context::new_session;
 use super::window::{WindowCall, rewrite_windows, window_bound};
 use super::{PipelineOptions, QueryPlan, Stages, WindowedStages};
-use crate::catalog::{TableDef, df_message};
+use crate::catalog::{TableDef, df_message, df_position};
 use crate::connector::ConnectorSpec;
 use crate::connector::cassandra::CassandraOptions;
 use crate::error::{EngineError, Location, Result};
@@ -98,9 +98,8 @@ impl SinkMapping {
 }
 
 fn df_error(err: DataFusionError, at: &Location) -> EngineError {
-    let span = err.diagnostic().and_then(|d| d.span).filter(|s| s.start.line > 0);
-    let location = match span {
-        Some(span) => Location::new(&at.file, span.start.line, span.start.column),
+    let location = match df_position(&err) {
+        Some((line, column)) => Location::new(&at.file, line, column),
         None => at.clone(),
     };
     EngineError::sql(location, df_message(&err))

@@ -14,9 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::TableDef;
 use crate::checkpoint::{CheckpointStore, Manifest};
-use crate::connector::filesystem::FileSource;
-use crate::connector::kafka::KafkaSource;
-use crate::connector::{ChangeKind, ConnectorSpec, SinkWriter, SourceReader, open_sink};
+use crate::connector::{ChangeKind, SinkWriter, SourceReader, open_sink, open_source};
 use crate::error::{EngineError, Result};
 use crate::planner::{QueryPlan, Stages};
 use crate::runtime::prefetch::Prefetching;
@@ -114,25 +112,14 @@ impl QueryRunner {
     /// Opens the query's source and sink. `bounded` reads the input once to its end and closes
     /// every window (`--once`).
     pub async fn new(plan: QueryPlan, bounded: bool) -> Result<Self> {
-        let source: Box<dyn SourceReader> = match &plan.source.connector {
-            ConnectorSpec::Filesystem(options) => Box::new(FileSource::new(
-                &plan.source.name,
-                options,
-                Arc::clone(&plan.source.raw_schema),
-                plan.source.source_columns.clone(),
-                bounded,
-            )),
-            ConnectorSpec::Kafka(options) => Box::new(KafkaSource::new(
-                &plan.source.name,
-                &options.group_for(&plan.name),
-                options,
-                Arc::clone(&plan.source.raw_schema),
-                plan.source.source_columns.clone(),
-            )?),
-            other => {
-                return Err(EngineError::Internal(format!("{} cannot be a source", other.name())));
-            }
-        };
+        let source = open_source(
+            &plan.source.name,
+            &plan.name,
+            &plan.source.connector,
+            Arc::clone(&plan.source.raw_schema),
+            plan.source.source_columns.clone(),
+            bounded,
+        )?;
         let sink = open_sink(
             &plan.sink.name,
             &plan.sink.connector,

@@ -543,7 +543,8 @@ fn parser_error(file: &Arc<PathBuf>, parser: &Parser, err: ParserError) -> Engin
     EngineError::sql(token_location(file, &at), message)
 }
 
-fn split_position(message: &str) -> Option<(&str, u64, u64)> {
+/// Splits sqlparser's `message at Line: L, Column: C` into the message, line and column.
+pub(crate) fn split_position(message: &str) -> Option<(&str, u64, u64)> {
     let (text, position) = message.rsplit_once(" at Line: ")?;
     let (line, column) = position.split_once(", Column: ")?;
     Some((text, line.trim().parse().ok()?, column.trim().parse().ok()?))

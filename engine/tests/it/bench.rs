@@ -1,6 +1,6 @@
-//! Benchmark (not run by default): broker → engine throughput of the 1-minute candles query over
+//! Benchmarks (not run by default): broker → engine throughput of the 1-minute candles query over
 //! 1,000 symbols into a `blackhole` sink, which isolates the Kafka source, decoding and the
-//! aggregate.
+//! aggregate; and `engine repl` over a topic of a million messages.
 //!
 //! ```bash
 //! eval "$(scripts/test-env.sh env)"
@@ -12,13 +12,18 @@ use std::time::{Duration, Instant};
 
 use engine::runtime::QueryRunner;
 
+use crate::harness::generate;
+use crate::repl::{mock_topic, queries_dir, repl, ticks_ddl};
 use crate::servers::{brokers, create_topic, plan, produce_all, unique};
+
+fn events() -> usize {
+    std::env::var("MDSP_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --ignored --nocapture, preferably --release"]
 async fn bench_kafka_to_blackhole_candles_over_1000_symbols() {
-    let events: usize =
-        std::env::var("MDSP_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let events = events();
     let topic = unique("bench.ticks");
     create_topic(&topic, 3).await;
     let produced = Instant::now();
@@ -69,5 +74,41 @@ async fn bench_kafka_to_blackhole_candles_over_1000_symbols() {
     println!(
         "consumed and aggregated {consumed} events in {elapsed:.2?}: {:.0} events/s",
         consumed as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// `engine repl -e` over a topic of `MDSP_BENCH_EVENTS` (default 1,000,000) messages on
+/// librdkafka's mock cluster (exact high watermarks): `SELECT count(*)` reads and decodes the
+/// whole snapshot; `LIMIT 5` must not. Each figure is a whole process run; `SELECT 1` gives the
+/// cost of starting and loading the query files. The mock cluster keeps at most 5 MiB (and
+/// 100,000 messages) per partition, so the messages are spread over 40 partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture, preferably --release"]
+async fn bench_repl_snapshot_of_a_million_message_topic() {
+    let events = events();
+    let mut parts = vec![vec![]; 40];
+    for (i, tick) in generate(1, 1000, events, 5).into_iter().enumerate() {
+        parts[i % 40].push(tick);
+    }
+    let produced = Instant::now();
+    let mock = mock_topic("bench.repl", &parts).await;
+    println!("produced {events} messages to the mock cluster in {:.1?}", produced.elapsed());
+    let dir = queries_dir(&ticks_ddl("ticks", "bench.repl", &mock.bootstrap_servers(), ""));
+    let timed = |sql: &str| {
+        let started = Instant::now();
+        let output = repl(dir.path(), &["--format", "csv", "-e", sql], &[]);
+        let elapsed = started.elapsed();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        (String::from_utf8(output.stdout).unwrap(), elapsed)
+    };
+    let (_, baseline) = timed("SELECT 1");
+    let (count, counted) = timed("SELECT count(*) AS n FROM ticks");
+    assert_eq!(count, format!("n\n{events}\n"), "every message counted once");
+    let (limited, first) = timed("SELECT * FROM ticks LIMIT 5");
+    assert_eq!(limited.lines().count(), 6, "a header and 5 rows");
+    println!(
+        "engine repl -e: SELECT 1 {baseline:.2?}; SELECT count(*) over {events} messages {counted:.2?} \
+         ({:.0} messages/s); LIMIT 5 {first:.2?}",
+        events as f64 / counted.as_secs_f64()
     );
 }

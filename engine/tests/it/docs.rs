@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
 
-struct Block {
-    kind: String,
-    sql: String,
-    line: usize,
+/// A ```sql block of a markdown file: its kind (the words after `sql`), text and first line.
+pub struct Block {
+    pub kind: String,
+    pub sql: String,
+    pub line: usize,
 }
 
-fn blocks(markdown: &str) -> Vec<Block> {
+/// The ```sql blocks of `markdown`.
+pub fn blocks(markdown: &str) -> Vec<Block> {
     let mut blocks = vec![];
     let mut current: Option<Block> = None;
     for (number, line) in markdown.lines().enumerate() {

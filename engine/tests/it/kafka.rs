@@ -60,6 +60,10 @@ async fn source_table(topic: &str, extra: &str) -> TableDef {
 }
 
 fn open(table: &TableDef) -> KafkaSource {
+    open_with(table, false)
+}
+
+fn open_with(table: &TableDef, bounded: bool) -> KafkaSource {
     let ConnectorSpec::Kafka(options) = &table.connector else { panic!("not a kafka table") };
     KafkaSource::new(
         &table.name,
@@ -67,6 +71,7 @@ fn open(table: &TableDef) -> KafkaSource {
         options,
         Arc::clone(&table.raw_schema),
         table.source_columns.clone(),
+        bounded,
     )
     .unwrap()
 }
@@ -436,4 +441,75 @@ async fn lag_is_the_high_watermark_minus_what_was_read() {
     let expected: BTreeMap<usize, i64> =
         (0..2).map(|p| (p, produced[p] - read_so_far[p])).collect();
     assert_eq!(lag, expected);
+}
+
+/// Against librdkafka's mock cluster (exact high watermarks): a bounded source reads each
+/// partition up to its high watermark as it was at the first poll, reports every partition
+/// finished exactly once (an empty one too, and one whose last message is malformed), and never
+/// returns what was produced after it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_source_ends_at_the_high_watermarks_of_its_start() {
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let topic = "it.kafka.bounded";
+    mock.create_topic(topic, 3, 1).unwrap();
+    let producer: rdkafka::producer::FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", mock.bootstrap_servers()).create().unwrap();
+    let send = |partition: i32, value: String| {
+        let producer = &producer;
+        async move {
+            let record = rdkafka::producer::FutureRecord::to(topic)
+                .partition(partition)
+                .key("S")
+                .payload(&value);
+            producer.send(record, Duration::from_secs(10)).await.unwrap().offset
+        }
+    };
+    let tick = |seq: i64| format!(r#"{{"symbol":"S","price":1,"seq":{seq}}}"#);
+    for seq in 0..50 {
+        send(0, tick(seq)).await;
+    }
+    for seq in 50..80 {
+        send(1, tick(seq)).await;
+    }
+    send(1, "not json".to_string()).await;
+    let ddl = ddl_for(topic, &mock.bootstrap_servers(), "");
+    let (_dir, pipeline, errors) = plan(&[("ticks.sql", ddl)]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut source = open_with(table(&pipeline, "ticks"), true);
+
+    let mut got = vec![];
+    let mut finished = vec![];
+    let mut malformed = vec![];
+    let first = source.poll(7).await.unwrap();
+    // Produced after the start: beyond the end of the snapshot.
+    for seq in 1000..1010 {
+        send(seq as i32 % 3, tick(seq)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut polled = first;
+    loop {
+        assert_eq!(polled.partitions, 3);
+        for part in &polled.batches {
+            assert!(part.batch.num_rows() <= 7);
+            got.extend(rows_of(part.partition, &part.batch));
+        }
+        finished.extend(polled.finished.iter().copied());
+        malformed.extend(polled.malformed);
+        if finished.len() == 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "finished only {finished:?}");
+        polled = source.poll(7).await.unwrap();
+    }
+    finished.sort();
+    assert_eq!(finished, [0, 1, 2], "every partition finished once");
+    assert_eq!(malformed.len(), 1, "{malformed:?}");
+    let seqs = |p: i64| got.iter().filter(|r| r.partition == p).map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(0), (0..50).collect::<Vec<_>>(), "partition 0 in offset order");
+    assert_eq!(seqs(1), (50..80).collect::<Vec<_>>());
+    assert!(seqs(2).is_empty());
+    for _ in 0..3 {
+        let after = source.poll(7).await.unwrap();
+        assert!(after.batches.is_empty() && after.finished.is_empty(), "nothing after the end");
+    }
 }

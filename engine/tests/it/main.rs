@@ -16,6 +16,7 @@ mod kafka;
 mod oracle;
 mod outage;
 mod reload;
+mod repl;
 mod schema;
 mod servers;
 mod shipped;

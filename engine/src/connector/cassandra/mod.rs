@@ -23,6 +23,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
 
 pub use self::sink::CassandraSink;
+pub(crate) use self::sink::to_cql;
 use crate::error::Result;
 use crate::sql::options::Options;
 

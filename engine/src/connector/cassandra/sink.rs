@@ -303,7 +303,8 @@ fn retryable(err: &ExecutionError) -> bool {
 }
 
 /// One Arrow column (already in the sink's schema) as CQL values; nulls are written as nulls.
-fn to_cql(array: &dyn Array) -> std::result::Result<Vec<Option<CqlValue>>, String> {
+/// The REPL binds partition key values with it too.
+pub(crate) fn to_cql(array: &dyn Array) -> std::result::Result<Vec<Option<CqlValue>>, String> {
     fn collect<A: Array, T>(
         array: &A,
         value: impl Fn(&A, usize) -> T,

@@ -3,14 +3,16 @@
 //! As a source every file is a partition, read incrementally; files that appear later become new
 //! partitions. As a sink every micro-batch that produced rows becomes one new file.
 
+mod infer;
 mod sink;
 mod source;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
+pub use self::infer::infer_schema;
 pub use self::sink::FileSink;
 pub use self::source::FileSource;
 use super::ChangeKind;
@@ -76,6 +78,31 @@ impl FilesystemOptions {
         };
         Ok(Self { path: PathBuf::from(path.value), format, csv_header, csv_delimiter })
     }
+}
+
+/// The files of a table: `root` itself when it is a file, else the files of the directory
+/// `root` that are not hidden (a sink's files being written are), sorted by name.
+pub fn list_files(root: &Path) -> std::result::Result<Vec<PathBuf>, String> {
+    if root.is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    if !root.is_dir() {
+        return Err(format!(
+            "{} does not exist; create it or fix the table's 'path' option",
+            root.display()
+        ));
+    }
+    let listing_failed = |e: std::io::Error| format!("cannot list {}: {e}", root.display());
+    let mut files = vec![];
+    for entry in std::fs::read_dir(root).map_err(listing_failed)? {
+        let entry = entry.map_err(listing_failed)?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Appends `batch` as JSON lines to `out`; deleted rows carry `"__op":"delete"`.

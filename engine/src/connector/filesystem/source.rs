@@ -16,7 +16,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::json::reader::Decoder as JsonDecoder;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{FileFormat, FilesystemOptions};
+use super::{FileFormat, FilesystemOptions, list_files};
 use crate::connector::{
     Malformed, MetadataKey, PartitionBatch, Polled, SourceColumn, SourceReader,
 };
@@ -100,29 +100,7 @@ impl FileSource {
 
     /// Adds files that appeared since the last call, in name order.
     fn discover(&mut self) -> Result<()> {
-        let root = &self.options.path;
-        let mut files = if root.is_dir() {
-            let entries = std::fs::read_dir(root)
-                .map_err(|e| self.error(format!("cannot list {}: {e}", root.display())))?;
-            let mut files = vec![];
-            for entry in entries {
-                let entry =
-                    entry.map_err(|e| self.error(format!("listing {}: {e}", root.display())))?;
-                let hidden = entry.file_name().to_string_lossy().starts_with('.');
-                if !hidden && entry.path().is_file() {
-                    files.push(entry.path());
-                }
-            }
-            files
-        } else if root.is_file() {
-            vec![root.clone()]
-        } else {
-            return Err(self.error(format!(
-                "{} does not exist; create it or fix the table's 'path' option",
-                root.display()
-            )));
-        };
-        files.sort();
+        let files = list_files(&self.options.path).map_err(|e| self.error(e))?;
         for path in files {
             if !self.partitions.iter().any(|p| p.path == path) {
                 self.partitions.push(Partition {

@@ -6,8 +6,13 @@
 //! paused meanwhile, so the overflow stays bounded). The position is the next offset of every
 //! partition that returned rows: restoring it seeks exactly there. The partitions are learnt
 //! when reading starts; partitions added to the topic later are read after a restart.
+//!
+//! A bounded source reads a snapshot: every partition up to its high
+//! watermark as fetched when reading starts (the offset after the last message Kafka will
+//! return), then reports the partition finished. A partition is also finished when the consumer
+//! reaches its end (partition EOF), which covers partitions that end with control records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +20,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
@@ -56,6 +62,12 @@ pub struct KafkaSource {
     high: BTreeMap<i32, i64>,
     /// When `high` was last asked of the broker.
     high_read: Option<Instant>,
+    /// Bounded: the high watermark of every partition when reading started.
+    ends: Option<BTreeMap<i32, i64>>,
+    /// Bounded: partitions whose end the consumer reached.
+    at_end: BTreeSet<i32>,
+    /// Bounded: partitions reported finished.
+    finished: BTreeSet<i32>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -77,15 +89,18 @@ struct Position {
 
 impl KafkaSource {
     /// A source for `table` producing rows of `raw` (whose columns are described by `columns`),
-    /// committing to consumer group `group`. Nothing is fetched before the first poll.
+    /// committing to consumer group `group`. Nothing is fetched before the first poll. A
+    /// `bounded` source reads every partition up to its high watermark at the first poll and
+    /// then reports it finished; otherwise the topic is followed as it grows.
     pub fn new(
         table: &str,
         group: &str,
         options: &KafkaOptions,
         raw: SchemaRef,
         columns: Vec<SourceColumn>,
+        bounded: bool,
     ) -> Result<Self> {
-        let error = |e: rdkafka::error::KafkaError| {
+        let error = |e: KafkaError| {
             EngineError::connector(format!("kafka source '{table}'"), e.to_string())
         };
         let mut config = ClientConfig::new();
@@ -98,6 +113,11 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest");
         for (key, value) in &options.properties {
             config.set(key, value);
+        }
+        if bounded {
+            // The end of a partition is reported: control records at its end have offsets but
+            // no messages, so its last offset may never be delivered.
+            config.set("enable.partition.eof", "true");
         }
         let consumer: BaseConsumer = config.create().map_err(error)?;
         let dead_letter = match &options.dead_letter_topic {
@@ -128,6 +148,9 @@ impl KafkaSource {
             paused: vec![],
             high: BTreeMap::new(),
             high_read: None,
+            ends: bounded.then(BTreeMap::new),
+            at_end: BTreeSet::new(),
+            finished: BTreeSet::new(),
         })
     }
 
@@ -138,14 +161,11 @@ impl KafkaSource {
         let consumer = Arc::clone(&self.consumer);
         let topic = self.options.topic.clone();
         let partitions = i32::try_from(self.partitions).unwrap_or(i32::MAX);
-        let read = tokio::task::spawn_blocking(move || {
-            (0..partitions)
-                .map(|p| consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT).map(|(_, h)| (p, h)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
+        let read =
+            tokio::task::spawn_blocking(move || high_watermarks(&consumer, &topic, partitions))
+                .await;
         match read {
-            Ok(Ok(high)) => self.high = high.into_iter().collect(),
+            Ok(Ok(high)) => self.high = high,
             Ok(Err(error)) => {
                 tracing::debug!(table = %self.table, %error, "cannot read high watermarks")
             }
@@ -164,7 +184,10 @@ impl KafkaSource {
         let topic = self.options.topic.clone();
         let startup = self.options.startup;
         let next = self.next.clone();
-        let assigned = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        // A bounded source fixes where it ends when it first starts reading.
+        let fetch_ends = self.ends.as_ref().is_some_and(BTreeMap::is_empty);
+        type Assigned = (usize, BTreeMap<i32, i64>);
+        let (assigned, ends) = tokio::task::spawn_blocking(move || -> Result<Assigned, String> {
             let metadata = consumer
                 .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
                 .map_err(|e| format!("cannot read the metadata of topic '{topic}': {e}"))?;
@@ -208,21 +231,51 @@ impl KafkaSource {
                     list.add_partition_offset(&topic, p, offset).map_err(|e| e.to_string())?;
                 }
             }
+            let ends = match fetch_ends {
+                true => high_watermarks(&consumer, &topic, count as i32)
+                    .map_err(|e| format!("cannot read the high watermarks of '{topic}': {e}"))?,
+                false => BTreeMap::new(),
+            };
             consumer
                 .assign(&list)
                 .map_err(|e| format!("cannot assign the partitions of '{topic}': {e}"))?;
-            Ok(count)
+            Ok((count, ends))
         })
         .await
         .map_err(|e| self.error(format!("assignment task failed: {e}")))?
         .map_err(|e| self.error(e))?;
         if assigned != self.partitions {
-            tracing::info!(table = %self.table, topic = %self.options.topic, partitions = assigned, "reading every partition of the topic");
+            tracing::debug!(table = %self.table, topic = %self.options.topic, partitions = assigned, ends = ?ends, "reading every partition of the topic");
+        }
+        if fetch_ends {
+            self.ends = Some(ends);
         }
         self.partitions = assigned;
         self.assigned = true;
         self.paused.clear();
         Ok(())
+    }
+
+    /// Bounded: the partitions read to their end since the last call. A partition is at its end
+    /// once the offset after its last returned message reaches the end fixed at the start, or the
+    /// consumer reached the end of the partition and nothing of it is held back.
+    fn newly_finished(&mut self) -> Vec<usize> {
+        let Some(ends) = &self.ends else { return vec![] };
+        let mut finished = vec![];
+        for partition in 0..i32::try_from(self.partitions).unwrap_or(i32::MAX) {
+            if self.finished.contains(&partition) {
+                continue;
+            }
+            let end = ends.get(&partition).copied().unwrap_or(i64::MAX);
+            let read = self.next.get(&partition).is_some_and(|&next| next >= end);
+            let reached =
+                self.at_end.contains(&partition) && !self.overflow.contains_key(&partition);
+            if read || reached {
+                self.finished.insert(partition);
+                finished.extend(usize::try_from(partition));
+            }
+        }
+        finished
     }
 
     /// Copies a malformed message to the dead-letter topic, waiting for the broker's
@@ -256,31 +309,52 @@ fn is_client_property(key: &str) -> bool {
         .any(|prefix| key.starts_with(prefix))
 }
 
+/// What fetching collected.
+#[derive(Default)]
+struct Fetched {
+    /// Messages to return, per partition: at most `max_rows` each, in offset order.
+    out: BTreeMap<i32, Chunk>,
+    /// Messages beyond `max_rows`, held back for the next poll.
+    overflow: BTreeMap<i32, Chunk>,
+    /// Partitions whose end (a bounded source's end, or the end of the log) was reached.
+    at_end: Vec<i32>,
+    /// Fetch errors; librdkafka retries them.
+    errors: Vec<String>,
+}
+
 /// Fetches what is available: waits up to [`POLL_WAIT`] for a first message, then collects for
 /// at most [`POLL_BUDGET`] until every partition has `max_rows` or nothing more is queued.
-/// Returns the messages per partition and the fetch errors seen.
+/// Messages at or beyond a partition's offset in `ends` are dropped (a bounded source's end).
 fn fetch(
     consumer: &BaseConsumer,
-    mut out: BTreeMap<i32, Chunk>,
-    mut overflow: BTreeMap<i32, Chunk>,
+    mut fetched: Fetched,
     max_rows: usize,
     partitions: usize,
     keys: bool,
-) -> (BTreeMap<i32, Chunk>, BTreeMap<i32, Chunk>, Vec<String>) {
-    let mut errors = vec![];
+    ends: Option<&BTreeMap<i32, i64>>,
+) -> Fetched {
     let deadline = Instant::now() + POLL_BUDGET;
-    let mut full = out.values().filter(|c| c.len() >= max_rows).count();
+    let mut full = fetched.out.values().filter(|c| c.len() >= max_rows).count();
     let mut wait = POLL_WAIT;
     while full < partitions && Instant::now() < deadline {
         let Some(result) = consumer.poll(wait) else { break };
         wait = Duration::ZERO;
         let message = match result {
             Ok(message) => message,
+            Err(KafkaError::PartitionEOF(partition)) => {
+                fetched.at_end.push(partition);
+                continue;
+            }
             Err(err) => {
-                errors.push(err.to_string());
+                fetched.errors.push(err.to_string());
                 continue;
             }
         };
+        let partition = message.partition();
+        if ends.and_then(|e| e.get(&partition)).is_some_and(|&end| message.offset() >= end) {
+            fetched.at_end.push(partition);
+            continue;
+        }
         let timestamp = match message.timestamp() {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
             Timestamp::NotAvailable => None,
@@ -291,18 +365,18 @@ fn fetch(
             None
         };
         let value = message.payload().unwrap_or_default();
-        let partition = message.partition();
-        let chunk = out.entry(partition).or_default();
+        let chunk = fetched.out.entry(partition).or_default();
         if chunk.len() < max_rows {
             chunk.push(message.offset(), timestamp, key, value);
             if chunk.len() == max_rows {
                 full += 1;
             }
         } else {
-            overflow.entry(partition).or_default().push(message.offset(), timestamp, key, value);
+            let held = fetched.overflow.entry(partition).or_default();
+            held.push(message.offset(), timestamp, key, value);
         }
     }
-    (out, overflow, errors)
+    fetched
 }
 
 #[async_trait]
@@ -331,16 +405,19 @@ impl SourceReader for KafkaSource {
         }
 
         let consumer = Arc::clone(&self.consumer);
-        let overflow = std::mem::take(&mut self.overflow);
-        let (partitions, keys) = (self.partitions, self.decoder.wants_keys());
+        let start =
+            Fetched { out, overflow: std::mem::take(&mut self.overflow), ..Fetched::default() };
+        let (partitions, keys, ends) =
+            (self.partitions, self.decoder.wants_keys(), self.ends.clone());
         let fetched = tokio::task::spawn_blocking(move || {
-            fetch(&consumer, out, overflow, max_rows, partitions, keys)
+            fetch(&consumer, start, max_rows, partitions, keys, ends.as_ref())
         })
         .await;
         // From here on messages are consumed: nothing may fail without returning them.
-        let (out, overflow, errors) =
+        let Fetched { out, overflow, at_end, errors } =
             fetched.map_err(|e| self.error(format!("fetch task failed: {e}")))?;
         self.overflow = overflow;
+        self.at_end.extend(at_end);
         for error in errors {
             tracing::warn!(table = %self.table, topic = %self.options.topic, %error, "kafka fetch error; librdkafka retries");
         }
@@ -382,6 +459,7 @@ impl SourceReader for KafkaSource {
         if self.high_read.is_none_or(|at| at.elapsed() >= HIGH_WATERMARK_REFRESH) {
             self.read_high_watermarks().await;
         }
+        polled.finished = self.newly_finished();
         Ok(polled)
     }
 
@@ -413,6 +491,7 @@ impl SourceReader for KafkaSource {
         }
         self.next = position.offsets;
         self.overflow.clear();
+        self.at_end.clear();
         self.assigned = false;
         Ok(())
     }
@@ -436,6 +515,17 @@ impl SourceReader for KafkaSource {
                 self.error(format!("cannot commit offsets to group '{}': {e}", self.group))
             })
     }
+}
+
+/// The high watermark of partitions `0..partitions` of `topic` (one blocking request each).
+fn high_watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> KafkaResult<BTreeMap<i32, i64>> {
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).map(|(_, high)| (p, high)))
+        .collect()
 }
 
 fn partition_list(topic: &str, partitions: &[i32]) -> TopicPartitionList {
