@@ -16,11 +16,14 @@
 //! * [`connector`] knows files and servers and nothing about SQL.
 //! * [`time`] and [`state`] are pure and deterministic.
 //! * [`runtime`] wires them together.
+//! * `demo` (feature `demo`, on by default) runs all of it in one process on embedded servers.
 
 pub mod catalog;
 pub mod checkpoint;
 pub mod cli;
 pub mod connector;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod error;
 pub mod planner;
 pub mod runtime;
