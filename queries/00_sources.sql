@@ -1,5 +1,7 @@
--- Price events in TwelveData's own field names, one JSON object per line.
+-- Price events in TwelveData's own field names, as `ingest` produces them (key = symbol, so
+-- every symbol's ticks stay in order within one partition).
 -- `off` (the record's offset in its partition) breaks ties between ticks of the same second.
+-- Backtests read a file copy of the topic instead: `engine run --once --replay ticks=PATH`.
 CREATE TABLE ticks (
     symbol      TEXT   NOT NULL,
     price       DOUBLE NOT NULL,
@@ -9,7 +11,10 @@ CREATE TABLE ticks (
     ts AS to_timestamp("timestamp"),
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
-    connector = 'filesystem',
-    path = '${TICKS_PATH:-data/ticks}',
-    format = 'json'
+    connector = 'kafka',
+    topic = '${TICKS_TOPIC:-market.ticks}',
+    'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
+    format = 'json',
+    'scan.startup.mode' = 'earliest-offset',
+    'dead-letter.topic' = '${TICKS_DEAD_LETTER_TOPIC:-market.ticks.dead-letter}'
 );

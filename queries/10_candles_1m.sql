@@ -1,8 +1,9 @@
 -- One-minute OHLC candles per symbol; a forming candle is rewritten every micro-batch.
 CREATE TABLE candles_1m WITH (
-    connector = 'filesystem',
-    path = '${OUTPUT_PATH:-out}/candles_1m',
-    format = 'json'
+    connector = 'cassandra',
+    hosts = '${CASSANDRA_HOSTS:-localhost:9042}',
+    keyspace = '${CASSANDRA_KEYSPACE:-market}',
+    'table' = 'candles_1m'
 );
 
 INSERT INTO candles_1m

@@ -1,9 +1,10 @@
 -- Five-minute averages every minute: the plain mean and a VWAP-style mean weighted by the
 -- day volume reported with each tick.
 CREATE TABLE vwap_5m WITH (
-    connector = 'filesystem',
-    path = '${OUTPUT_PATH:-out}/vwap_5m',
-    format = 'json'
+    connector = 'cassandra',
+    hosts = '${CASSANDRA_HOSTS:-localhost:9042}',
+    keyspace = '${CASSANDRA_KEYSPACE:-market}',
+    'table' = 'vwap_5m'
 );
 
 INSERT INTO vwap_5m

@@ -1,9 +1,10 @@
 -- Trading activity sessions per symbol: a session ends after two minutes without a tick.
 -- Written once per session, when it closes.
 CREATE TABLE activity_sessions WITH (
-    connector = 'filesystem',
-    path = '${OUTPUT_PATH:-out}/activity_sessions',
-    format = 'json'
+    connector = 'cassandra',
+    hosts = '${CASSANDRA_HOSTS:-localhost:9042}',
+    keyspace = '${CASSANDRA_KEYSPACE:-market}',
+    'table' = 'activity_sessions'
 );
 
 INSERT INTO activity_sessions

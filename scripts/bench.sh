@@ -28,7 +28,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 
 for query in tumble hop; do
     mkdir -p "$WORK/q-$query"
-    cp scripts/bench/00_source.sql "$WORK/q-$query/"
+    cp scripts/bench/00_source.sql scripts/bench/05_blackhole.sql "$WORK/q-$query/"
     cp "scripts/bench/$query.sql" "$WORK/q-$query/10_query.sql"
     TICKS_PATH="$WORK/ticks" /usr/bin/time -v "$BIN/engine" --log-format json run --once \
         --queries "$WORK/q-$query" --metrics-addr 127.0.0.1:0 \

@@ -20,6 +20,8 @@ pub const BROKERS_ENV: &str = "KAFKA_BROKERS";
 pub const SYMBOLS_ENV: &str = "SYMBOLS";
 /// Environment variable overriding `kafka.topic`.
 pub const TOPIC_ENV: &str = "TOPIC";
+/// Environment variable overriding `kafka.partitions`.
+pub const PARTITIONS_ENV: &str = "TOPIC_PARTITIONS";
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,11 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Topic receiving one message per price event.
     pub topic: String,
+    /// When set, the topic is created at start with this many partitions if it does not exist
+    /// (replication factor 1 unless `replication` says otherwise).
+    pub partitions: Option<i32>,
+    /// Replication factor of a topic created because of `partitions`.
+    pub replication: i32,
     /// Compression codec: `none`, `gzip`, `snappy` or `lz4`.
     pub compression: Compression,
     /// How long librdkafka keeps retrying one message before it counts as a delivery error.
@@ -87,6 +94,8 @@ impl Default for KafkaConfig {
         Self {
             brokers: "127.0.0.1:9092".to_owned(),
             topic: "market.ticks".to_owned(),
+            partitions: None,
+            replication: 1,
             compression: Compression::Lz4,
             delivery_timeout: Duration::from_secs(120),
             properties: Default::default(),
@@ -194,6 +203,13 @@ impl IngestConfig {
         if let Some(topic) = env(TOPIC_ENV) {
             config.kafka.topic = topic;
         }
+        if let Some(partitions) = env(PARTITIONS_ENV) {
+            config.kafka.partitions = Some(partitions.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "{PARTITIONS_ENV} must be a number of partitions, found '{partitions}'"
+                ))
+            })?);
+        }
         if let Some(symbols) = env(SYMBOLS_ENV) {
             config.twelvedata.symbols = symbols.split(',').map(str::to_owned).collect();
         }
@@ -228,6 +244,9 @@ impl IngestConfig {
             return invalid(format!(
                 "kafka.topic {topic:?} is not a valid Kafka topic name (1-249 of [A-Za-z0-9._-])"
             ));
+        }
+        if self.kafka.partitions.is_some_and(|n| n < 1) || self.kafka.replication < 1 {
+            return invalid("kafka.partitions and kafka.replication must be at least 1".to_owned());
         }
         self.twelvedata.symbols = normalize_symbols(&self.twelvedata.symbols)?;
         let td = &self.twelvedata;

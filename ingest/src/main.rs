@@ -25,10 +25,12 @@ Environment:
   KAFKA_BROKERS       bootstrap servers, overrides kafka.brokers   (default 127.0.0.1:9092)
   SYMBOLS             comma-separated symbols, overrides twelvedata.symbols (e.g. AAPL,EUR/USD,RY:TSX)
   TOPIC               overrides kafka.topic                         (default market.ticks)
+  TOPIC_PARTITIONS    overrides kafka.partitions: create the topic with this many partitions
+                      if it does not exist (default: never create it)
   RUST_LOG            log filter (default info); logs go to stderr
 
 Config file (--config ingest.toml; unknown keys are errors; durations like \"10s\", \"500ms\"):
-  [kafka]        brokers, topic, compression = none|gzip|snappy|lz4, delivery_timeout,
+  [kafka]        brokers, topic, partitions, replication (1), compression = none|gzip|snappy|lz4, delivery_timeout,
                  [kafka.properties] extra librdkafka settings
   [twelvedata]   url, symbols = [..], heartbeat_interval (10s), idle_timeout (30s), connect_timeout (10s)
   [twelvedata.backoff]  initial (500ms), max (60s), multiplier (2), jitter (0.5), reset_after (30s)
@@ -239,7 +241,7 @@ async fn simulate(
             .context("writing to stdout")?
         }
         Output::Kafka => {
-            let producer = Arc::new(TickProducer::new(&config.kafka)?);
+            let producer = Arc::new(TickProducer::connect(&config.kafka).await?);
             let sent = simulate::produce(&mut generator, &producer, count, pacing, shutdown).await;
             producer.flush_async(FLUSH_TIMEOUT).await?;
             let sent = sent?;
@@ -275,7 +277,7 @@ async fn replay(
             stats
         }
         Output::Kafka => {
-            let producer = Arc::new(TickProducer::new(&config.kafka)?);
+            let producer = Arc::new(TickProducer::connect(&config.kafka).await?);
             let mut sink = KafkaSink(Arc::clone(&producer));
             let stats = replay::replay(&args.file, args.speed, &mut sink, shutdown).await;
             producer.flush_async(FLUSH_TIMEOUT).await?;

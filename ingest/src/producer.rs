@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -33,6 +35,18 @@ pub enum ProducerError {
         topic: String,
         /// librdkafka's error.
         source: KafkaError,
+    },
+    /// The topic could not be created.
+    #[error("cannot create topic {topic} ({partitions} partitions) on {brokers}: {message}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// Partitions asked for.
+        partitions: i32,
+        /// Configured bootstrap servers.
+        brokers: String,
+        /// What the broker or client said.
+        message: String,
     },
     /// Messages were still in flight when the flush timeout expired.
     #[error("{in_flight} messages still in flight after flushing for {timeout:?}: {source}")]
@@ -121,6 +135,15 @@ impl TickProducer {
         Ok(Self { inner, topic: config.topic.clone(), stats })
     }
 
+    /// Creates the topic first when `kafka.partitions` asks for it (an existing topic is left as
+    /// it is), then the producer.
+    pub async fn connect(config: &KafkaConfig) -> Result<Self, ProducerError> {
+        if let Some(partitions) = config.partitions {
+            create_topic(config, partitions).await?;
+        }
+        Self::new(config)
+    }
+
     /// The topic messages go to.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -184,4 +207,30 @@ impl TickProducer {
             source,
         })
     }
+}
+
+/// Creates `config.topic` with `partitions` partitions unless it exists.
+async fn create_topic(config: &KafkaConfig, partitions: i32) -> Result<(), ProducerError> {
+    let error = |message: String| ProducerError::CreateTopic {
+        topic: config.topic.clone(),
+        partitions,
+        brokers: config.brokers.clone(),
+        message,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .map_err(|e| error(e.to_string()))?;
+    let topic =
+        NewTopic::new(&config.topic, partitions, TopicReplication::Fixed(config.replication));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        admin.create_topics([&topic], &options).await.map_err(|e| error(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(error(code.to_string())),
+        }
+    }
+    Ok(())
 }

@@ -60,7 +60,7 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<RunSummary, RunError> {
     config.require_symbols()?;
-    let producer = Arc::new(TickProducer::new(&config.kafka)?);
+    let producer = Arc::new(TickProducer::connect(&config.kafka).await?);
     let mut client = TwelveDataClient::new(config.twelvedata.clone(), api_key, health);
     let kafka = KafkaSink(Arc::clone(&producer));
     let streamed = match record {

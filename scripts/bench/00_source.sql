@@ -8,5 +8,3 @@ CREATE TABLE ticks (
     ts AS to_timestamp("timestamp"),
     WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (connector = 'filesystem', path = '${TICKS_PATH}', format = 'json');
-
-CREATE TABLE nowhere WITH (connector = 'blackhole');

@@ -83,9 +83,26 @@ pub struct RunArgs {
     /// Cassandra before starting the queries.
     #[arg(long, value_name = "DIR")]
     pub apply_schema: Option<PathBuf>,
+    /// Backtest: read source TABLE from the JSON-lines files at PATH (a file, or a directory
+    /// with one file per partition) instead of its connector. Repeatable.
+    #[arg(long, value_name = "TABLE=PATH", value_parser = parse_replay)]
+    pub replay: Vec<(String, PathBuf)>,
+    /// Backtest: write every sink table as JSON lines under DIR/<table> instead of its
+    /// connector.
+    #[arg(long, value_name = "DIR")]
+    pub sink_dir: Option<PathBuf>,
     /// Cassandra contact points for --apply-schema.
     #[arg(long, env = "CASSANDRA_HOSTS", default_value = "localhost:9042", value_delimiter = ',')]
     pub cassandra_hosts: Vec<String>,
+}
+
+fn parse_replay(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((table, path)) if !table.trim().is_empty() && !path.is_empty() => {
+            Ok((table.trim().to_ascii_lowercase(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected TABLE=PATH, e.g. ticks=data/ticks, found '{text}'")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

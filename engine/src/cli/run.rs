@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{RunArgs, print_errors, process_env};
 use crate::connector::cassandra::schema::apply_schema;
-use crate::planner::PipelineOptions;
+use crate::planner::{PipelineOptions, Redirect};
 use crate::runtime::supervisor::{Supervisor, SupervisorConfig, log_stopped};
 use crate::telemetry::http::{Readiness, serve};
 
@@ -30,7 +30,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut supervisor = Supervisor::new(SupervisorConfig {
         dir: args.queries.clone(),
-        options: PipelineOptions::default(),
+        options: PipelineOptions {
+            redirect: Redirect { sources: args.replay.clone(), sinks: args.sink_dir.clone() },
+            ..PipelineOptions::default()
+        },
         trigger_interval: args.trigger_interval,
         once: args.once,
         state_dir: args.state_dir.clone(),

@@ -193,6 +193,10 @@ pub struct Polled {
     pub partitions: usize,
     /// Partitions that will never deliver rows again (bounded input read to its end).
     pub finished: Vec<usize>,
+    /// The earliest record time among the rows returned, in milliseconds since the epoch, where
+    /// the connector has one (Kafka: the message timestamp): the start of the end-to-end
+    /// latency.
+    pub earliest_record_ms: Option<i64>,
 }
 
 /// Reads a source's partitions incrementally.
@@ -207,6 +211,12 @@ pub trait SourceReader: Send {
 
     /// Resumes from a position taken by [`position`](Self::position), before the first poll.
     async fn restore(&mut self, position: &serde_json::Value) -> Result<()>;
+
+    /// Messages each partition holds beyond what [`poll`](Self::poll) returned, where the
+    /// source knows it (Kafka: the high watermark minus the next offset): `(partition, lag)`.
+    fn lag(&self) -> Vec<(usize, i64)> {
+        vec![]
+    }
 
     /// Called once a checkpoint holding `position` is durable (a Kafka source commits its
     /// offsets to the consumer group here, so lag is visible to Kafka tools).

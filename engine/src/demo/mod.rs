@@ -8,8 +8,8 @@
 //!
 //! The queries run exactly as in production: the Kafka source and the Cassandra sink talk to
 //! the embedded servers over their wire protocols. `${VAR}`s come from the demo (the servers'
-//! addresses), never from the process environment, and checkpoints and file outputs go to a
-//! temporary directory removed on exit.
+//! addresses and names), never from the process environment, and checkpoints go to a temporary
+//! directory removed on exit.
 
 mod broker;
 mod feed;
@@ -36,6 +36,8 @@ use crate::runtime::supervisor::{Supervisor, SupervisorConfig, log_stopped};
 pub const TOPIC: &str = "market.ticks";
 /// Partitions of the topic.
 pub const PARTITIONS: i32 = 3;
+/// Where the Kafka source copies malformed messages (`${TICKS_DEAD_LETTER_TOPIC}`).
+const DEAD_LETTER_TOPIC: &str = "market.ticks.dead-letter";
 /// The keyspace `cql/` creates (the shipped queries' default `${CASSANDRA_KEYSPACE}`).
 pub const KEYSPACE: &str = "market";
 /// The table the view reads.
@@ -81,7 +83,7 @@ pub async fn run(
         .map_err(|e| EngineError::io("cannot create the demo's temporary directory", e))?;
     let started = tokio::time::Instant::now();
 
-    let broker = EmbeddedBroker::start(TOPIC, PARTITIONS)?;
+    let broker = EmbeddedBroker::start(&[(TOPIC, PARTITIONS), (DEAD_LETTER_TOPIC, 1)])?;
     let brokers = broker.bootstrap_servers();
     let store = EmbeddedStore::start(config.cql_port).await?;
     let cql = store.addr().to_string();
@@ -91,9 +93,9 @@ pub async fn run(
     let vars = HashMap::from([
         ("KAFKA_BROKERS", brokers.clone()),
         ("TICKS_TOPIC", TOPIC.to_string()),
+        ("TICKS_DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.to_string()),
         ("CASSANDRA_HOSTS", cql.clone()),
         ("CASSANDRA_KEYSPACE", KEYSPACE.to_string()),
-        ("OUTPUT_PATH", workdir.path().join("out").display().to_string()),
     ]);
     let mut supervisor = Supervisor::new(SupervisorConfig {
         dir: queries.clone(),

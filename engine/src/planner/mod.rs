@@ -9,6 +9,7 @@
 mod context;
 mod explain;
 mod options;
+mod redirect;
 mod split;
 mod window;
 
@@ -22,6 +23,7 @@ use datafusion::physical_plan::ExecutionPlan;
 pub use self::context::new_session;
 pub use self::explain::explain;
 pub use self::options::{PipelineOptions, apply_set};
+pub use self::redirect::Redirect;
 pub use self::split::SinkMapping;
 use crate::catalog::TableDef;
 use crate::connector::ConnectorSpec;
@@ -132,6 +134,13 @@ pub async fn plan_pipeline(
     base: &PipelineOptions,
 ) -> (Pipeline, Vec<EngineError>) {
     let mut errors = vec![];
+    let undeclared = base.redirect.undeclared_sources(files);
+    if !undeclared.is_empty() {
+        errors.push(EngineError::Config(format!(
+            "--replay names tables that no query file declares: {}",
+            undeclared.join(", ")
+        )));
+    }
     let mut declarations = declare(files, base, &mut errors);
     describe_external_tables(&mut declarations.tables, &mut errors).await;
     let mut queries = vec![];
@@ -186,6 +195,7 @@ fn declare(
     let mut views: Vec<Located<CreateView>> = vec![];
     let mut inserts = vec![];
     let mut names: HashMap<String, Location> = HashMap::new();
+    let sinks = redirect::insert_targets(files);
     for file in files {
         let stem =
             file.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
@@ -200,7 +210,11 @@ fn declare(
                         Ok(())
                     } else {
                         declare_name(&create.name).and_then(|()| {
-                            let located = Located { location: at.clone(), node: create.clone() };
+                            let mut node = create.clone();
+                            if !base.redirect.is_empty() {
+                                node.options = base.redirect.options_for(create, &sinks);
+                            }
+                            let located = Located { location: at.clone(), node };
                             TableDef::resolve(&located, &scratch).map(|t| tables.push(Arc::new(t)))
                         })
                     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::redirect::Redirect;
 use crate::error::{Location, Result};
 use crate::sql::SetOption;
 use crate::sql::options::parse_duration;
@@ -18,6 +19,9 @@ pub struct PipelineOptions {
     pub idle_timeout: Option<Duration>,
     /// At most this many rows per partition per micro-batch (`SET 'source.max-rows-per-partition'`).
     pub max_rows_per_partition: usize,
+    /// Tables read from or written to files instead of their connectors (`--replay`,
+    /// `--sink-dir`: backtests).
+    pub redirect: Redirect,
 }
 
 impl Default for PipelineOptions {
@@ -27,6 +31,7 @@ impl Default for PipelineOptions {
             allowed_lateness: Duration::ZERO,
             idle_timeout: Some(Duration::from_secs(30)),
             max_rows_per_partition: 100_000,
+            redirect: Redirect::default(),
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct QueryRunner {
     epoch: u64,
     bounded: bool,
     checkpoints: Option<CheckpointStore>,
+    /// Cancelled to stop; sink retries give up on it (the unfinished micro-batch is then
+    /// replayed from the last checkpoint on restart).
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for QueryRunner {
@@ -118,6 +121,7 @@ impl QueryRunner {
             )),
             ConnectorSpec::Kafka(options) => Box::new(KafkaSource::new(
                 &plan.source.name,
+                &options.group_for(&plan.name),
                 options,
                 Arc::clone(&plan.source.raw_schema),
                 plan.source.source_columns.clone(),
@@ -145,6 +149,7 @@ impl QueryRunner {
             epoch: 0,
             bounded,
             checkpoints: None,
+            shutdown: CancellationToken::new(),
         })
     }
 
@@ -198,6 +203,7 @@ impl QueryRunner {
 
     /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<RunStats> {
+        self.shutdown = shutdown.clone();
         let mut failures = 0u32;
         let mut stats = RunStats::default();
         let began = Instant::now();
@@ -209,6 +215,7 @@ impl QueryRunner {
                     stats.record(&outcome, started.elapsed(), began.elapsed());
                     outcome
                 }
+                Err(_) if shutdown.is_cancelled() => return Ok(stats),
                 Err(err) if !self.bounded && !err.is_user_error() => {
                     failures += 1;
                     counter!(m::SOURCE_ERRORS, "query" => self.plan.name.clone()).increment(1);
@@ -255,6 +262,11 @@ impl QueryRunner {
             tracing::warn!(query = %self.plan.name, location = %bad.location, error = %bad.error, "malformed record skipped");
         }
         counter!(m::MALFORMED, &labels).increment(polled.malformed.len() as u64);
+        let polled_earliest = polled.earliest_record_ms;
+        for (partition, lag) in self.source.lag() {
+            let labels = [("query", self.plan.name.clone()), ("partition", partition.to_string())];
+            gauge!(m::CONSUMER_LAG, &labels).set(lag as f64);
+        }
 
         let mut outcome =
             StepOutcome { malformed: polled.malformed.len(), ..StepOutcome::default() };
@@ -341,6 +353,11 @@ impl QueryRunner {
             }
         }
         self.commit_with_retry().await?;
+        if let Some(earliest) = polled_earliest {
+            let now = wall_clock();
+            histogram!(m::RECORD_TO_SINK, &labels)
+                .record((now.as_millis() as f64 - earliest as f64).max(0.0) / 1e3);
+        }
         if outcome.rows_in > 0
             || outcome.rows_out > 0
             || watermark != watermark_before
@@ -352,10 +369,7 @@ impl QueryRunner {
         counter!(m::ROWS_OUT, &labels).increment(outcome.rows_out as u64);
         histogram!(m::BATCH_DURATION, &labels).record(started.elapsed().as_secs_f64());
         if let Some(w) = watermark {
-            let wall = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall) - w) as f64 / 1e9);
+            gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall_clock()) - w) as f64 / 1e9);
         }
         outcome.finished = end_of_input;
         Ok(outcome)
@@ -368,7 +382,8 @@ impl QueryRunner {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     failures += 1;
-                    sink_failed(&self.plan.name, self.bounded, err, failures).await?;
+                    sink_failed(&self.plan.name, self.bounded, err, failures, &self.shutdown)
+                        .await?;
                 }
             }
         }
@@ -381,7 +396,8 @@ impl QueryRunner {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     failures += 1;
-                    sink_failed(&self.plan.name, self.bounded, err, failures).await?;
+                    sink_failed(&self.plan.name, self.bounded, err, failures, &self.shutdown)
+                        .await?;
                 }
             }
         }
@@ -389,22 +405,35 @@ impl QueryRunner {
 }
 
 /// Counts and logs a sink failure and waits before the retry; gives up on bounded input after
-/// a few attempts.
-async fn sink_failed(query: &str, bounded: bool, err: EngineError, failures: u32) -> Result<()> {
+/// a few attempts, and when `shutdown` is cancelled.
+async fn sink_failed(
+    query: &str,
+    bounded: bool,
+    err: EngineError,
+    failures: u32,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     counter!(m::SINK_ERRORS, "query" => query.to_string()).increment(1);
     if bounded && failures >= 5 {
         return Err(err);
     }
     let wait = backoff(failures);
     tracing::warn!(query, error = %err, retry_in = ?wait, "sink write failed; retrying, nothing is committed until it succeeds");
-    tokio::time::sleep(wait).await;
-    Ok(())
+    tokio::select! {
+        () = tokio::time::sleep(wait) => Ok(()),
+        () = shutdown.cancelled() => Err(err),
+    }
 }
 
 /// Exponential backoff from 100 ms to 30 s.
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(9).saturating_sub(1)))
         .min(Duration::from_secs(30))
+}
+
+/// Time since the Unix epoch.
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 fn nanos(d: Duration) -> i64 {

@@ -20,6 +20,12 @@ pub const MALFORMED: &str = "engine_malformed_total";
 pub const SINK_ERRORS: &str = "engine_sink_errors_total";
 /// Failed micro-batches (a source or server outage; each retried with backoff), per query.
 pub const SOURCE_ERRORS: &str = "engine_source_errors_total";
+/// Messages behind the source's end (Kafka: high watermark minus next offset), per query and
+/// partition.
+pub const CONSUMER_LAG: &str = "engine_consumer_lag";
+/// Seconds from the earliest record timestamp of a micro-batch (Kafka: when it was produced) to
+/// the sink acknowledging the batch, per query: the end-to-end latency. A summary (quantiles).
+pub const RECORD_TO_SINK: &str = "engine_record_to_sink_seconds";
 /// Window groups held in state, per query.
 pub const WINDOW_GROUPS: &str = "engine_window_groups";
 /// Bytes of aggregate state held, per query (as the accumulators report it).

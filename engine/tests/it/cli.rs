@@ -8,12 +8,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use crate::servers::{shipped_env, shipped_schema, unique};
 
 fn engine() -> Command {
     Command::new(env!("CARGO_BIN_EXE_engine"))
 }
 
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+/// `GET path` over HTTP/1.0: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut response = String::new();
@@ -23,11 +25,13 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn free_port() -> u16 {
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn metric(body: &str, name: &str, query: &str) -> Option<f64> {
+/// The value of metric `name` for `query` in a Prometheus text body (the first series).
+pub fn metric(body: &str, name: &str, query: &str) -> Option<f64> {
     body.lines()
         .filter(|l| l.starts_with(name) && l.contains(&format!("query=\"{query}\"")))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
@@ -42,19 +46,46 @@ fn check_reports_errors_with_exit_code_one_and_accepts_the_shipped_queries() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown_column.sql:11:8: column 'symbl' not found"), "{stderr}");
 
-    let out = engine().arg("check").arg(shipped_queries()).output().unwrap();
+    // The shipped queries check against the shipped schema on the CQL server.
+    let out =
+        engine().arg("check").arg(shipped_queries()).envs(shipped_servers()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 queries"));
+
+    // Without the schema, the Cassandra sinks cannot be checked: said per table, exit code 1.
+    let mut env = shipped_servers();
+    env.retain(|(k, _)| *k != "CASSANDRA_KEYSPACE");
+    let out = engine()
+        .arg("check")
+        .arg(shipped_queries())
+        .envs(env)
+        .env("CASSANDRA_KEYSPACE", unique("it_no_such_keyspace"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("10_candles_1m.sql:2:1: table 'candles_1m'"), "{stderr}");
+}
+
+/// The shipped queries' environment for the test servers, with the shipped schema applied.
+fn shipped_servers() -> Vec<(&'static str, String)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let keyspace = runtime.block_on(shipped_schema("it_cli"));
+    shipped_env(&unique("it.cli.ticks"), &keyspace)
 }
 
 #[test]
 fn explain_shows_the_streaming_stages() {
-    let out =
-        engine().arg("explain").arg(shipped_queries().join("20_vwap_5m.sql")).output().unwrap();
+    let out = engine()
+        .arg("explain")
+        .arg(shipped_queries().join("20_vwap_5m.sql"))
+        .envs(shipped_servers())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     for expected in [
-        "source: ticks (filesystem)",
+        "source: ticks (kafka)",
         "HOP slide 60s size 300s",
         "incremental aggregate",
         "sink: vwap_5m",
@@ -73,8 +104,7 @@ fn run_serves_metrics_and_health_then_stops_cleanly_on_sigint() {
         .args(["run", "--queries"])
         .arg(shipped_queries())
         .args(["--metrics-addr", &addr, "--trigger-interval", "100ms"])
-        .env("TICKS_PATH", tmp.path().join("ticks"))
-        .env("OUTPUT_PATH", tmp.path().join("out"))
+        .args(backtest_args(tmp.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -35,8 +35,7 @@ fn killed_at_random_moments_and_restarted_the_engine_loses_nothing_and_counts_no
             .arg("--state-dir")
             .arg(tmp.path().join("state"))
             .args(["--metrics-addr", "127.0.0.1:0", "--trigger-interval", "5ms"])
-            .env("TICKS_PATH", tmp.path().join("ticks"))
-            .env("OUTPUT_PATH", tmp.path().join("out"))
+            .args(backtest_args(tmp.path()))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());

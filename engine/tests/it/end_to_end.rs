@@ -120,9 +120,20 @@ pub async fn read_back(session: &Session, keyspace: &str) -> Vec<Candle> {
     rows
 }
 
-/// The shared ticks in a new 3-partition topic, a new keyspace with a `candles_1m` table, and
-/// the candles query from one to the other: (CQL session, keyspace, query SQL, oracle candles).
-pub async fn kafka_to_cassandra_candles(prefix: &str) -> (Session, String, String, Vec<Candle>) {
+/// A new 3-partition topic, a new keyspace with a `candles_1m` table, and the candles query
+/// from one to the other through the CQL server at `cql_at`.
+pub struct CandlesSetup {
+    pub session: Session,
+    pub keyspace: String,
+    pub topic: String,
+    /// The query file's text.
+    pub sql: String,
+    /// The oracle's candles over [`ticks`].
+    pub expected: Vec<Candle>,
+}
+
+/// Sets up [`CandlesSetup`] without producing anything.
+pub async fn candles_setup(prefix: &str, cql_at: &str) -> CandlesSetup {
     let topic = unique(&format!("it.{prefix}.ticks"));
     create_topic(&topic, 3).await;
     let session = cql_session().await;
@@ -136,10 +147,8 @@ pub async fn kafka_to_cassandra_candles(prefix: &str) -> (Session, String, Strin
         ),
     )
     .await;
-    let ticks = ticks();
-    let expected = oracle(&ticks).await;
+    let expected = oracle(&ticks()).await;
     assert!(expected.len() >= SYMBOLS * 7, "the oracle has every window");
-    produce_all(&topic, &ticks).await;
     let sql = format!(
         "CREATE TABLE ticks (
             symbol TEXT NOT NULL, price DOUBLE NOT NULL, day_volume BIGINT, \"timestamp\" BIGINT NOT NULL,
@@ -147,7 +156,7 @@ pub async fn kafka_to_cassandra_candles(prefix: &str) -> (Session, String, Strin
             WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
         ) WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{}', format = 'json',
                 'scan.startup.mode' = 'earliest-offset', 'properties.group.id' = '{topic}.engine');
-        CREATE TABLE candles_1m WITH (connector = 'cassandra', hosts = '{}', keyspace = '{keyspace}', 'table' = 'candles_1m');
+        CREATE TABLE candles_1m WITH (connector = 'cassandra', hosts = '{cql_at}', keyspace = '{keyspace}', 'table' = 'candles_1m');
         INSERT INTO candles_1m
         SELECT symbol, window_start, window_end,
                first_value(price ORDER BY ts) AS open, max(price) AS high, min(price) AS low,
@@ -155,9 +164,16 @@ pub async fn kafka_to_cassandra_candles(prefix: &str) -> (Session, String, Strin
         FROM TUMBLE(ticks, ts, INTERVAL '1' MINUTE)
         GROUP BY symbol, window_start, window_end;",
         brokers(),
-        cql_hosts()
     );
-    (session, keyspace, sql, expected)
+    CandlesSetup { session, keyspace, topic, sql, expected }
+}
+
+/// [`candles_setup`] on the CQL test server with every tick produced: (CQL session, keyspace,
+/// query SQL, oracle candles).
+pub async fn kafka_to_cassandra_candles(prefix: &str) -> (Session, String, String, Vec<Candle>) {
+    let setup = candles_setup(prefix, &cql_hosts()).await;
+    produce_all(&setup.topic, &ticks()).await;
+    (setup.session, setup.keyspace, setup.sql, setup.expected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

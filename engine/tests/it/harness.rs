@@ -11,7 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
 use engine::cli::load_and_plan;
-use engine::planner::PipelineOptions;
+use engine::planner::{PipelineOptions, Redirect};
 use engine::runtime::QueryRunner;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -149,6 +149,19 @@ fn parse_lines(bytes: &[u8]) -> Vec<Map<String, Value>> {
         .collect()
 }
 
+/// Redirects the shipped queries for a backtest under `dir`: `ticks` read from `dir/ticks`, the
+/// sinks written to `dir/out/<table>`.
+pub fn backtest(dir: &Path) -> Redirect {
+    Redirect { sources: vec![("ticks".into(), dir.join("ticks"))], sinks: Some(dir.join("out")) }
+}
+
+/// The `engine run` flags of [`backtest`].
+pub fn backtest_args(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut replay = std::ffi::OsString::from("ticks=");
+    replay.push(dir.join("ticks"));
+    vec!["--replay".into(), replay, "--sink-dir".into(), dir.join("out").into()]
+}
+
 /// Plans every query file of `queries` with `vars` and runs each once over its bounded input.
 pub async fn run_once(queries: &Path, vars: &HashMap<String, String>, options: &PipelineOptions) {
     let (pipeline, errors) = load_and_plan(queries, &|name| vars.get(name).cloned(), options).await;
@@ -174,7 +187,8 @@ pub fn read_changelog(dir: &Path) -> Vec<Map<String, Value>> {
     files.iter().flat_map(|f| parse_lines(&std::fs::read(f).unwrap())).collect()
 }
 
-fn key_of(row: &Map<String, Value>, key: &[&str]) -> String {
+/// A row's key columns joined, as the changelog helpers key rows.
+pub fn key_of(row: &Map<String, Value>, key: &[&str]) -> String {
     key.iter()
         .map(|k| row.get(*k).map(Value::to_string).unwrap_or_default())
         .collect::<Vec<_>>()

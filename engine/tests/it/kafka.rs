@@ -63,6 +63,7 @@ fn open(table: &TableDef) -> KafkaSource {
     let ConnectorSpec::Kafka(options) = &table.connector else { panic!("not a kafka table") };
     KafkaSource::new(
         &table.name,
+        &options.group_for("it"),
         options,
         Arc::clone(&table.raw_schema),
         table.source_columns.clone(),
@@ -396,4 +397,43 @@ async fn option_mistakes_are_reported_at_their_position() {
         "{}",
         errors[1]
     );
+}
+
+/// Against librdkafka's mock cluster, whose high watermarks are exact: the lag is what each
+/// partition holds beyond what the source returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_the_high_watermark_minus_what_was_read() {
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let topic = "it.kafka.lag";
+    mock.create_topic(topic, 2, 1).unwrap();
+    let producer: rdkafka::producer::FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", mock.bootstrap_servers()).create().unwrap();
+    let produced = [30i64, 45];
+    for (partition, &count) in produced.iter().enumerate() {
+        for seq in 0..count {
+            let value = format!(r#"{{"symbol":"S","price":1,"seq":{seq}}}"#);
+            let record = rdkafka::producer::FutureRecord::to(topic)
+                .partition(partition as i32)
+                .key("S")
+                .payload(&value);
+            producer.send(record, Duration::from_secs(10)).await.unwrap();
+        }
+    }
+    let ddl = ddl_for(topic, &mock.bootstrap_servers(), "");
+    let (_dir, pipeline, errors) = plan(&[("ticks.sql", ddl)]).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut source = open(table(&pipeline, "ticks"));
+    // At most 10 rows per partition per poll: read 20 of each, then look at the lag.
+    let mut read_so_far = [0i64; 2];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while read_so_far.iter().any(|&n| n < 20) {
+        assert!(tokio::time::Instant::now() < deadline, "read only {read_so_far:?}");
+        for batch in source.poll(10).await.unwrap().batches {
+            read_so_far[batch.partition] += batch.batch.num_rows() as i64;
+        }
+    }
+    let lag: BTreeMap<usize, i64> = source.lag().into_iter().collect();
+    let expected: BTreeMap<usize, i64> =
+        (0..2).map(|p| (p, produced[p] - read_so_far[p])).collect();
+    assert_eq!(lag, expected);
 }

@@ -16,6 +16,8 @@ mod golden;
 mod harness;
 mod kafka;
 mod oracle;
+mod outage;
 mod reload;
 mod schema;
 mod servers;
+mod shipped;

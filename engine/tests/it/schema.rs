@@ -1,13 +1,13 @@
-//! The shipped Cassandra schema (`cql/`) applies cleanly twice, and every shipped query,
-//! pointed at its Cassandra table instead of files, plans against that schema: the tables have
-//! the columns, types and primary keys the queries write.
+//! The shipped Cassandra schema (`cql/`) applies cleanly twice, and every shipped query plans
+//! against that schema (the tables have the columns, types and primary keys the queries write)
+//! and writes it; the market dashboard's panel queries then return rows.
 
 use std::path::Path;
 use std::time::Duration;
 
 use engine::cli::load_and_plan;
 use engine::connector::cassandra::schema::apply_schema;
-use engine::planner::PipelineOptions;
+use engine::planner::{PipelineOptions, Redirect};
 
 use engine::runtime::QueryRunner;
 use futures::TryStreamExt;
@@ -24,37 +24,17 @@ async fn the_shipped_schema_applies_twice_and_fits_every_shipped_query() {
     let second = apply_schema(&cql, &hosts, Duration::from_secs(10)).await.unwrap();
     assert!(first >= 4 && first == second, "applied {first} then {second} statements");
 
+    // The shipped queries as they are, their ticks replayed from files.
     let tmp = tempfile::tempdir().unwrap();
-    let mut sinks = 0;
-    for entry in std::fs::read_dir(shipped_queries()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "sql") {
-            continue;
-        }
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        // Each sink `CREATE TABLE name WITH (connector = 'filesystem', ...)` becomes the
-        // Cassandra table of the same name.
-        let sink = text
-            .find("WITH (\n    connector = 'filesystem'")
-            .filter(|&at| !text[..at].trim_end().ends_with(')'));
-        if let Some(start) = sink {
-            let end = start + text[start..].find(");").unwrap() + 1;
-            let name = text[..start].trim_end().rsplit(' ').next().unwrap().to_string();
-            let options = format!(
-                "WITH (connector = 'cassandra', hosts = '{}', keyspace = 'market', 'table' = '{name}')",
-                hosts.join(",")
-            );
-            text.replace_range(start..end, &options);
-            sinks += 1;
-        }
-        std::fs::write(tmp.path().join(path.file_name().unwrap()), text).unwrap();
-    }
-    assert_eq!(sinks, 3, "every shipped query's sink was pointed at Cassandra");
     let ticks_dir = tmp.path().join("ticks");
     let ticks = generate(5, 3, 400, 5);
     write_partitions(&ticks_dir, &partition_by_symbol(&ticks, 2));
-    let vars = |name: &str| (name == "TICKS_PATH").then(|| ticks_dir.display().to_string());
-    let (pipeline, errors) = load_and_plan(tmp.path(), &vars, &PipelineOptions::default()).await;
+    let options = PipelineOptions {
+        redirect: Redirect { sources: vec![("ticks".into(), ticks_dir)], sinks: None },
+        ..PipelineOptions::default()
+    };
+    let vars = |name: &str| (name == "CASSANDRA_HOSTS").then(cql_hosts);
+    let (pipeline, errors) = load_and_plan(&shipped_queries(), &vars, &options).await;
     let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(pipeline.queries.len(), 3);

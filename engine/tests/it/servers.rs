@@ -152,3 +152,41 @@ pub fn table<'a>(pipeline: &'a Pipeline, name: &str) -> &'a TableDef {
 pub fn file_in(dir: &Path, name: &str) -> String {
     dir.join(name).display().to_string()
 }
+
+/// The shipped schema (`cql/`) applied by the engine's own `apply_schema` into a keyspace of
+/// its own (`market` renamed), so tests do not share rows; returns the keyspace.
+pub async fn shipped_schema(prefix: &str) -> String {
+    let keyspace = unique(prefix);
+    let dir = tempfile::tempdir().unwrap();
+    let cql = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cql");
+    for entry in std::fs::read_dir(&cql).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cql") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let renamed = text
+                .replace(
+                    "KEYSPACE IF NOT EXISTS market ",
+                    &format!("KEYSPACE IF NOT EXISTS {keyspace} "),
+                )
+                .replace("market.", &format!("{keyspace}."));
+            std::fs::write(dir.path().join(path.file_name().unwrap()), renamed).unwrap();
+        }
+    }
+    let hosts: Vec<String> = cql_hosts().split(',').map(str::to_string).collect();
+    engine::connector::cassandra::schema::apply_schema(dir.path(), &hosts, Duration::from_secs(30))
+        .await
+        .unwrap();
+    keyspace
+}
+
+/// The environment that points the shipped queries at the test servers: `topic` for the
+/// ticks, `keyspace` for the sinks.
+pub fn shipped_env(topic: &str, keyspace: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_BROKERS", brokers()),
+        ("TICKS_TOPIC", topic.to_string()),
+        ("TICKS_DEAD_LETTER_TOPIC", format!("{topic}.dead-letter")),
+        ("CASSANDRA_HOSTS", cql_hosts()),
+        ("CASSANDRA_KEYSPACE", keyspace.to_string()),
+    ]
+}

@@ -200,43 +200,40 @@ async fn delivery_failures_are_retried_then_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulate_command_produces_keyed_events_into_kafka() {
+async fn simulate_command_creates_its_topic_and_produces_keyed_events_into_kafka() {
     let brokers = brokers();
     let topic = unique_topic("simulate");
-    create_topic(&brokers, &topic).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .args([
-            "simulate",
-            "--symbols",
-            "5",
-            "--rate",
-            "1000",
-            "--count",
-            "2000",
-            "--seed",
-            "9",
-            "--start",
-            "2024-05-01T13:30:00Z",
-            "--unthrottled",
-            "--output",
-            "kafka",
-        ])
-        .env("KAFKA_BROKERS", &brokers)
-        .env("TOPIC", &topic)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "simulate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let got = consume(&brokers, &topic, 2000, Duration::from_secs(2)).await;
-    assert_eq!(got.len(), 2000);
+    // TOPIC_PARTITIONS creates the missing topic; a second run finds it and leaves it as is.
+    let simulate = |count: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ingest"))
+            .args(["simulate", "--symbols", "5", "--rate", "1000", "--count", count])
+            .args(["--seed", "9", "--start", "2024-05-01T13:30:00Z", "--unthrottled"])
+            .args(["--output", "kafka"])
+            .env("KAFKA_BROKERS", &brokers)
+            .env("TOPIC", &topic)
+            .env("TOPIC_PARTITIONS", PARTITIONS.to_string())
+            .output()
+            .unwrap()
+    };
+    for count in ["2000", "10"] {
+        let output = simulate(count);
+        assert!(
+            output.status.success(),
+            "simulate failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let got = consume(&brokers, &topic, 2010, Duration::from_secs(2)).await;
+    assert_eq!(got.len(), 2010);
     for (key, value) in &got {
         let v: serde_json::Value = serde_json::from_str(value).unwrap();
         assert_eq!(v["symbol"], key.as_str());
         assert_eq!(v["event"], "price");
     }
+    let consumer: StreamConsumer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
+    assert_eq!(metadata.topics()[0].partitions().len(), PARTITIONS as usize);
 }
 
 /// Benchmark, not a check: `ingest run` from WebSocket frame to produce call, and its produce rate.

@@ -1,7 +1,7 @@
 # Cloud environment: the prod overlay on any existing cluster reachable through a kubeconfig
 # (create the cluster with your platform's module, e.g. terraform-aws-modules/eks/aws). The
-# cluster needs a default StorageClass for ReadWriteOnce volumes and one that offers
-# ReadWriteMany for the engine's shared state volume (EFS, Filestore, Azure Files, NFS).
+# cluster needs a default StorageClass for ReadWriteOnce volumes (Kafka, Cassandra and the
+# engine's state).
 
 module "platform" {
   source = "../../modules/platform"

@@ -16,8 +16,9 @@
 //!
 //! The engine assigns itself every partition of the topic (no group rebalancing): where it
 //! resumes comes from its own checkpoint, and the offsets it checkpoints are also committed to
-//! the consumer group `properties.group.id` (default `engine.<table>`), so lag shows in Kafka
-//! tools and `'scan.startup.mode' = 'group-offsets'` can start from them.
+//! the consumer group `properties.group.id` (default `engine.<query>`: one group per query, as
+//! every query reads the topic on its own), so lag shows in Kafka tools and
+//! `'scan.startup.mode' = 'group-offsets'` can start from them.
 
 mod decode;
 mod source;
@@ -62,8 +63,8 @@ pub struct KafkaOptions {
     pub topic: String,
     /// `bootstrap.servers`.
     pub bootstrap_servers: String,
-    /// The consumer group offsets are committed to.
-    pub group_id: String,
+    /// `properties.group.id`, if given; see [`KafkaOptions::group_for`].
+    pub group_id: Option<String>,
     /// Where reading starts without a checkpoint.
     pub startup: StartupMode,
     /// Where malformed messages are copied, if anywhere.
@@ -73,6 +74,12 @@ pub struct KafkaOptions {
 }
 
 impl KafkaOptions {
+    /// The consumer group the query `query` commits its offsets to: `properties.group.id`, or
+    /// `engine.<query>`.
+    pub fn group_for(&self, query: &str) -> String {
+        self.group_id.clone().unwrap_or_else(|| format!("engine.{query}"))
+    }
+
     /// Takes the Kafka options out of `options`.
     pub fn from_options(options: &mut Options) -> Result<Self> {
         let topic = options.pull_required("topic", "the Kafka topic to read")?.value;
@@ -124,10 +131,8 @@ impl KafkaOptions {
             );
         }
         let mut properties = options.pull_prefixed("properties.");
-        let group_id = match properties.iter().position(|(k, _)| k == "group.id") {
-            Some(i) => properties.remove(i).1,
-            None => format!("engine.{}", options.table()),
-        };
+        let group_id =
+            properties.iter().position(|(k, _)| k == "group.id").map(|i| properties.remove(i).1);
         Ok(Self { topic, bootstrap_servers, group_id, startup, dead_letter_topic, properties })
     }
 }

@@ -28,12 +28,16 @@ use crate::error::{EngineError, Result};
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How long a poll keeps collecting once messages flow.
 const POLL_BUDGET: Duration = Duration::from_millis(250);
+/// How often the high watermarks (for the consumer lag) are read from the broker.
+const HIGH_WATERMARK_REFRESH: Duration = Duration::from_secs(5);
 /// Timeout of metadata, offset and commit requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Streams the messages of a Kafka topic.
 pub struct KafkaSource {
     table: String,
+    /// The consumer group offsets are committed to.
+    group: String,
     options: KafkaOptions,
     consumer: Arc<BaseConsumer>,
     decoder: JsonDecoder,
@@ -48,6 +52,10 @@ pub struct KafkaSource {
     overflow: BTreeMap<i32, Chunk>,
     /// Partitions paused because their overflow is not empty.
     paused: Vec<i32>,
+    /// Per partition: the high watermark, as of `high_read`.
+    high: BTreeMap<i32, i64>,
+    /// When `high` was last asked of the broker.
+    high_read: Option<Instant>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -68,10 +76,11 @@ struct Position {
 }
 
 impl KafkaSource {
-    /// A source for `table` producing rows of `raw` (whose columns are described by `columns`).
-    /// Nothing is fetched before the first poll.
+    /// A source for `table` producing rows of `raw` (whose columns are described by `columns`),
+    /// committing to consumer group `group`. Nothing is fetched before the first poll.
     pub fn new(
         table: &str,
+        group: &str,
         options: &KafkaOptions,
         raw: SchemaRef,
         columns: Vec<SourceColumn>,
@@ -82,7 +91,7 @@ impl KafkaSource {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &options.bootstrap_servers)
-            .set("group.id", &options.group_id)
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
@@ -107,6 +116,7 @@ impl KafkaSource {
         };
         Ok(Self {
             table: table.to_string(),
+            group: group.to_string(),
             options: options.clone(),
             consumer: Arc::new(consumer),
             decoder: JsonDecoder::new(raw, columns),
@@ -116,7 +126,31 @@ impl KafkaSource {
             next: BTreeMap::new(),
             overflow: BTreeMap::new(),
             paused: vec![],
+            high: BTreeMap::new(),
+            high_read: None,
         })
+    }
+
+    /// Asks the broker for every partition's high watermark (for the lag). A failure only
+    /// leaves the lag stale.
+    async fn read_high_watermarks(&mut self) {
+        self.high_read = Some(Instant::now());
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.options.topic.clone();
+        let partitions = i32::try_from(self.partitions).unwrap_or(i32::MAX);
+        let read = tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT).map(|(_, h)| (p, h)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        match read {
+            Ok(Ok(high)) => self.high = high.into_iter().collect(),
+            Ok(Err(error)) => {
+                tracing::debug!(table = %self.table, %error, "cannot read high watermarks")
+            }
+            Err(error) => tracing::debug!(table = %self.table, %error, "watermark task failed"),
+        }
     }
 
     fn error(&self, message: impl Into<String>) -> EngineError {
@@ -324,6 +358,8 @@ impl SourceReader for KafkaSource {
         let mut polled = Polled { partitions: self.partitions, ..Polled::default() };
         for (partition, chunk) in out {
             let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
+            let earliest = chunk.records.iter().filter_map(|r| r.timestamp).min();
+            polled.earliest_record_ms = polled.earliest_record_ms.min(earliest).or(earliest);
             let (batch, bad) = self
                 .decoder
                 .decode(partition, &chunk)
@@ -343,7 +379,20 @@ impl SourceReader for KafkaSource {
                 polled.batches.push(PartitionBatch { partition: index, batch });
             }
         }
+        if self.high_read.is_none_or(|at| at.elapsed() >= HIGH_WATERMARK_REFRESH) {
+            self.read_high_watermarks().await;
+        }
         Ok(polled)
+    }
+
+    fn lag(&self) -> Vec<(usize, i64)> {
+        self.next
+            .iter()
+            .filter_map(|(&partition, &next)| {
+                let high = *self.high.get(&partition)?;
+                Some((usize::try_from(partition).ok()?, (high - next).max(0)))
+            })
+            .collect()
     }
 
     fn position(&self) -> serde_json::Value {
@@ -384,10 +433,7 @@ impl SourceReader for KafkaSource {
             .await
             .map_err(|e| self.error(format!("commit task failed: {e}")))?
             .map_err(|e| {
-                self.error(format!(
-                    "cannot commit offsets to group '{}': {e}",
-                    self.options.group_id
-                ))
+                self.error(format!("cannot commit offsets to group '{}': {e}", self.group))
             })
     }
 }

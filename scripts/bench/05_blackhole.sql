@@ -1,0 +1,2 @@
+-- Benchmark sink: rows counted and dropped.
+CREATE TABLE nowhere WITH (connector = 'blackhole');
