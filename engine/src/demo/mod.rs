@@ -75,103 +75,145 @@ pub async fn run(
     out: &mut dyn Write,
     shutdown: CancellationToken,
 ) -> Result<bool> {
-    let queries = locate(config.queries.as_deref(), "queries", "--queries")?;
-    let schema = locate(config.schema.as_deref(), "cql", "--schema")?;
-    let workdir = tempfile::Builder::new()
-        .prefix("engine-demo-")
-        .tempdir()
-        .map_err(|e| EngineError::io("cannot create the demo's temporary directory", e))?;
     let started = tokio::time::Instant::now();
-
-    let broker = EmbeddedBroker::start(&[(TOPIC, PARTITIONS), (DEAD_LETTER_TOPIC, 1)])?;
-    let brokers = broker.bootstrap_servers();
-    let store = EmbeddedStore::start(config.cql_port).await?;
-    let cql = store.addr().to_string();
-    apply_schema(&schema, std::slice::from_ref(&cql), SCHEMA_PATIENCE).await?;
-    let feed = Feed::start(&brokers, TOPIC, config.symbols, config.rate)?;
-
-    let vars = HashMap::from([
-        ("KAFKA_BROKERS", brokers.clone()),
-        ("TICKS_TOPIC", TOPIC.to_string()),
-        ("TICKS_DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.to_string()),
-        ("CASSANDRA_HOSTS", cql.clone()),
-        ("CASSANDRA_KEYSPACE", KEYSPACE.to_string()),
-    ]);
-    let mut supervisor = Supervisor::new(SupervisorConfig {
-        dir: queries.clone(),
-        options: PipelineOptions::default(),
-        trigger_interval: None,
-        once: false,
-        state_dir: Some(workdir.path().join("state")),
-    });
-    let errors = supervisor.reconcile(&|name| vars.get(name).cloned()).await?;
-    for err in &errors {
-        tracing::error!("{err}");
-    }
-    if supervisor.running().is_empty() {
-        return Err(EngineError::Config(format!("no query to run in {}", queries.display())));
-    }
-    let reader = CandleReader::connect(&cql, KEYSPACE, CANDLES).await?;
-
-    let header = format!(
-        "engine demo: {symbols} simulated symbols at {rate} ticks/s -> Kafka -> {queries} -> Cassandra\n\
-         \x20 Kafka broker (librdkafka mock)  {brokers}  topic {TOPIC}, {PARTITIONS} partitions\n\
-         \x20 CQL store (kassandra)           {cql}  keyspace {KEYSPACE}, schema from {schema}\n\
-         \x20 queries running                 {running}\n\
-         Query the same data from another terminal:\n\
-         \x20 KAFKA_BROKERS={brokers} CASSANDRA_HOSTS={cql} {program} repl --queries {queries}\n\
-         Stop with Ctrl-C. Latest 1-minute candle per symbol ({KEYSPACE}.{CANDLES}, read back over CQL):\n",
-        symbols = config.symbols,
-        rate = config.rate,
-        queries = queries.display(),
-        schema = schema.display(),
-        running = supervisor.running().join(", "),
-        program = config.program,
-    );
-    write_out(out, &header)?;
-
-    let mut failed = !errors.is_empty();
-    let mut screen = Screen::new(config.interactive);
-    let deadline = config.duration.map(|d| started + d);
-    loop {
-        let stop_at = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = stop_at => break,
-            () = tokio::time::sleep(REFRESH) => {}
-        }
-        for stopped in supervisor.collect_finished().await {
-            failed |= log_stopped(&stopped);
-        }
-        if !feed.is_running() {
-            break;
-        }
-        match reader.latest().await {
-            Ok(candles) => {
-                let frame = render(&candles, feed.delivered(), SystemTime::now());
-                screen.show(out, &frame).map_err(terminal_error)?;
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot read the candles back"),
-        }
-    }
-
-    // The simulator stops, the queries finish their micro-batch, then the servers go.
-    let produced = feed.stop().await;
-    for stopped in supervisor.stop_all().await {
-        failed |= log_stopped(&stopped);
-    }
-    drop(reader);
-    store.stop().await;
-    drop(broker);
-    workdir.close().map_err(|e| EngineError::io("cannot remove the demo's directory", e))?;
-    let produced = produced?;
+    let mut demo = Demo::start(&config).await?;
+    let watched = demo.watch(&config, out, &shutdown, started).await;
+    let (failed, produced) = demo.stop().await?;
+    watched?;
     write_out(out, &format!("demo stopped after {produced} ticks; its data is gone\n"))?;
     Ok(failed)
+}
+
+/// Everything the demo started, in start order.
+struct Demo {
+    workdir: tempfile::TempDir,
+    broker: EmbeddedBroker,
+    store: EmbeddedStore,
+    feed: Feed,
+    supervisor: Supervisor,
+    reader: CandleReader,
+    queries: PathBuf,
+    schema: PathBuf,
+    failed: bool,
+}
+
+impl Demo {
+    /// Starts the servers, applies the schema, starts the feed and the queries.
+    async fn start(config: &DemoConfig) -> Result<Self> {
+        let queries = locate(config.queries.as_deref(), "queries", "--queries")?;
+        let schema = locate(config.schema.as_deref(), "cql", "--schema")?;
+        let workdir = tempfile::Builder::new()
+            .prefix("engine-demo-")
+            .tempdir()
+            .map_err(|e| EngineError::io("cannot create the demo's temporary directory", e))?;
+        let broker = EmbeddedBroker::start(&[(TOPIC, PARTITIONS), (DEAD_LETTER_TOPIC, 1)])?;
+        let brokers = broker.bootstrap_servers();
+        let store = EmbeddedStore::start(config.cql_port).await?;
+        let cql = store.addr().to_string();
+        apply_schema(&schema, std::slice::from_ref(&cql), SCHEMA_PATIENCE).await?;
+        let feed = Feed::start(&brokers, TOPIC, config.symbols, config.rate)?;
+        let vars = HashMap::from([
+            ("KAFKA_BROKERS", brokers),
+            ("TICKS_TOPIC", TOPIC.to_string()),
+            ("TICKS_DEAD_LETTER_TOPIC", DEAD_LETTER_TOPIC.to_string()),
+            ("CASSANDRA_HOSTS", cql.clone()),
+            ("CASSANDRA_KEYSPACE", KEYSPACE.to_string()),
+        ]);
+        let mut supervisor = Supervisor::new(SupervisorConfig {
+            dir: queries.clone(),
+            options: PipelineOptions::default(),
+            trigger_interval: None,
+            once: false,
+            state_dir: Some(workdir.path().join("state")),
+        });
+        let errors = supervisor.reconcile(&|name| vars.get(name).cloned()).await?;
+        for err in &errors {
+            tracing::error!("{err}");
+        }
+        if supervisor.running().is_empty() {
+            return Err(EngineError::Config(format!("no query to run in {}", queries.display())));
+        }
+        let reader = CandleReader::connect(&cql, KEYSPACE, CANDLES).await?;
+        let failed = !errors.is_empty();
+        Ok(Self { workdir, broker, store, feed, supervisor, reader, queries, schema, failed })
+    }
+
+    /// What runs where, and how to query it from another terminal.
+    fn header(&self, config: &DemoConfig) -> String {
+        let brokers = self.broker.bootstrap_servers();
+        let cql = self.store.addr();
+        format!(
+            "engine demo: {symbols} simulated symbols at {rate} ticks/s -> Kafka -> {queries} -> Cassandra\n\
+             \x20 Kafka broker (librdkafka mock)  {brokers}  topic {TOPIC}, {PARTITIONS} partitions\n\
+             \x20 CQL store (kassandra)           {cql}  keyspace {KEYSPACE}, schema from {schema}\n\
+             \x20 queries running                 {running}\n\
+             Query the same data from another terminal:\n\
+             \x20 KAFKA_BROKERS={brokers} CASSANDRA_HOSTS={cql} {program} repl --queries {queries}\n\
+             Stop with Ctrl-C. Latest 1-minute candle per symbol ({KEYSPACE}.{CANDLES}, read back over CQL):\n",
+            symbols = config.symbols,
+            rate = config.rate,
+            queries = self.queries.display(),
+            schema = self.schema.display(),
+            running = self.supervisor.running().join(", "),
+            program = config.program,
+        )
+    }
+
+    /// Shows the header, then the candles every second until `shutdown`, the configured
+    /// duration, or the feed failing.
+    async fn watch(
+        &mut self,
+        config: &DemoConfig,
+        out: &mut dyn Write,
+        shutdown: &CancellationToken,
+        started: tokio::time::Instant,
+    ) -> Result<()> {
+        write_out(out, &self.header(config))?;
+        let mut screen = Screen::new(config.interactive);
+        let deadline = config.duration.map(|d| started + d);
+        loop {
+            let stop_at = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = stop_at => return Ok(()),
+                () = tokio::time::sleep(REFRESH) => {}
+            }
+            for stopped in self.supervisor.collect_finished().await {
+                self.failed |= log_stopped(&stopped);
+            }
+            if !self.feed.is_running() {
+                return Ok(());
+            }
+            match self.reader.latest().await {
+                Ok(candles) => {
+                    let frame = render(&candles, self.feed.delivered(), SystemTime::now());
+                    screen.show(out, &frame).map_err(terminal_error)?;
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot read the candles back"),
+            }
+        }
+    }
+
+    /// Stops the simulator, then the queries after their micro-batch, then the servers, and
+    /// removes the temporary directory. Returns whether anything failed and the ticks produced.
+    async fn stop(mut self) -> Result<(bool, u64)> {
+        let produced = self.feed.stop().await;
+        for stopped in self.supervisor.stop_all().await {
+            self.failed |= log_stopped(&stopped);
+        }
+        drop(self.reader);
+        self.store.stop().await;
+        drop(self.broker);
+        self.workdir
+            .close()
+            .map_err(|e| EngineError::io("cannot remove the demo's temporary directory", e))?;
+        Ok((self.failed, produced?))
+    }
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
