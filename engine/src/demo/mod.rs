@@ -191,7 +191,8 @@ impl Demo {
             }
             match self.reader.latest().await {
                 Ok(candles) => {
-                    let frame = render(&candles, self.feed.delivered(), SystemTime::now());
+                    let (produced, now) = (self.feed.delivered(), SystemTime::now());
+                    let frame = render(&candles, produced, now, screen.max_lines());
                     screen.show(out, &frame).map_err(terminal_error)?;
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot read the candles back"),

@@ -89,8 +89,8 @@ impl CandleReader {
     }
 }
 
-/// The table of `candles` under a status line.
-pub fn render(candles: &[Candle], produced: u64, now: SystemTime) -> String {
+/// The table of `candles` under a status line, in at most `max_lines` lines.
+pub fn render(candles: &[Candle], produced: u64, now: SystemTime, max_lines: usize) -> String {
     let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut frame = format!(
         "{} UTC  ticks produced: {produced}  symbols with candles: {}\n",
@@ -106,10 +106,16 @@ pub fn render(candles: &[Candle], produced: u64, now: SystemTime) -> String {
         "symbol", "minute", "open", "high", "low", "close", "change", "ticks"
     ));
     let price = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.2}"));
-    for c in candles {
+    // The status line and the column names, then as many rows as fit with a last line for the
+    // rest.
+    let fit =
+        if candles.len() + 2 <= max_lines { candles.len() } else { max_lines.saturating_sub(3) };
+    for c in &candles[..fit] {
         let change = match (c.open, c.close) {
             (Some(open), Some(close)) if open != 0.0 => {
-                format!("{:+.2}%", (close / open - 1.0) * 100.0)
+                // Moves that round to zero show as +0.00%, not -0.00%.
+                let percent = (close / open - 1.0) * 100.0;
+                format!("{:+.2}%", if percent.abs() < 0.005 { 0.0 } else { percent })
             }
             _ => "-".to_string(),
         };
@@ -123,6 +129,12 @@ pub fn render(candles: &[Candle], produced: u64, now: SystemTime) -> String {
             price(c.close),
             change,
             c.ticks.map_or_else(|| "-".to_string(), |t| t.to_string()),
+        ));
+    }
+    if fit < candles.len() {
+        frame.push_str(&format!(
+            "... and {} more (a taller terminal shows them)\n",
+            candles.len() - fit
         ));
     }
     frame
@@ -147,6 +159,17 @@ impl Screen {
     /// A screen that redraws in place with ANSI escape codes when `interactive`.
     pub fn new(interactive: bool) -> Self {
         Self { interactive, drawn_lines: 0, last_printed: None }
+    }
+
+    /// How many lines a frame may take: on a terminal, one less than its height, so that
+    /// redrawing in place never scrolls.
+    pub fn max_lines(&self) -> usize {
+        match terminal_size::terminal_size() {
+            Some((_, terminal_size::Height(rows))) if self.interactive => {
+                usize::from(rows).saturating_sub(1).max(4)
+            }
+            _ => usize::MAX,
+        }
     }
 
     /// Shows `frame` (whole lines): over the previous frame on a terminal; otherwise printed
@@ -186,7 +209,7 @@ mod tests {
     #[test]
     fn the_table_shows_each_symbols_minute_prices_change_and_ticks() {
         let now = UNIX_EPOCH + Duration::from_millis(1_714_570_265_000);
-        let frame = render(&[candle("AAPL", 1_714_570_260_000)], 1234, now);
+        let frame = render(&[candle("AAPL", 1_714_570_260_000)], 1234, now, usize::MAX);
         let lines: Vec<&str> = frame.lines().collect();
         assert_eq!(lines[0], "13:31:05 UTC  ticks produced: 1234  symbols with candles: 1");
         assert!(lines[1].starts_with("symbol    minute        open"), "{}", lines[1]);
@@ -194,7 +217,18 @@ mod tests {
             lines[2].split_whitespace().collect::<Vec<_>>(),
             ["AAPL", "13:31", "100.00", "102.50", "99.00", "101.00", "+1.00%", "42"]
         );
-        assert!(render(&[], 0, now).contains("waiting for the first candles"));
+        assert!(render(&[], 0, now, usize::MAX).contains("waiting for the first candles"));
+    }
+
+    #[test]
+    fn a_table_taller_than_the_terminal_is_cut() {
+        let now = UNIX_EPOCH;
+        let candles: Vec<Candle> = (0..10).map(|i| candle(&format!("S{i}"), 0)).collect();
+        assert_eq!(render(&candles, 0, now, 12).lines().count(), 12, "all fit");
+        let frame = render(&candles, 0, now, 8);
+        assert_eq!(frame.lines().count(), 8);
+        assert!(frame.lines().any(|l| l.starts_with("S4 ")), "{frame}");
+        assert_eq!(frame.lines().last(), Some("... and 5 more (a taller terminal shows them)"));
     }
 
     #[test]
