@@ -33,6 +33,10 @@ pub struct WatermarkDef {
     pub column: String,
     /// The watermark expression over the table's columns; yields a timestamp.
     pub expr: Arc<dyn PhysicalExpr>,
+    /// The event-time column's index when `expr` reads no other column. The expression is then
+    /// evaluated on the row with the greatest event time only: watermark expressions are
+    /// non-decreasing in event time (`ts - INTERVAL '5' SECOND`), as in Flink.
+    pub only_column: Option<usize>,
 }
 
 /// A declared table.
@@ -211,7 +215,10 @@ impl TableDef {
                 let expr = state
                     .create_physical_expr(logical, &full_df)
                     .map_err(|e| EngineError::sql(at.clone(), df_message(&e)))?;
-                Some(WatermarkDef { column: w.column.clone(), expr })
+                let index = schema.index_of(&w.column).ok();
+                let reads = datafusion::physical_expr::utils::collect_columns(&expr);
+                let only_column = index.filter(|&i| reads.iter().all(|c| c.index() == i));
+                Some(WatermarkDef { column: w.column.clone(), expr, only_column })
             }
         };
 

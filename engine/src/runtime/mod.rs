@@ -1,6 +1,7 @@
 //! Runs planned queries: the micro-batch loop that wires source, stages, state and sink.
 
 pub mod pipeline;
+pub mod prefetch;
 pub mod slot;
 pub mod supervisor;
 

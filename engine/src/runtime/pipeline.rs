@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::max;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use metrics::{counter, gauge, histogram};
 use tokio::time::Instant;
@@ -17,6 +19,7 @@ use crate::connector::kafka::KafkaSource;
 use crate::connector::{ChangeKind, ConnectorSpec, SinkWriter, SourceReader, open_sink};
 use crate::error::{EngineError, Result};
 use crate::planner::{QueryPlan, Stages};
+use crate::runtime::prefetch::Prefetching;
 use crate::state::snapshot::Snapshot;
 use crate::state::{Trigger, WindowAggregate};
 use crate::telemetry::metrics as m;
@@ -151,6 +154,12 @@ impl QueryRunner {
             checkpoints: None,
             shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Reads each micro-batch while the previous one runs ([`Prefetching`]).
+    pub fn prefetching(mut self) -> Self {
+        self.source = Box::new(Prefetching::new(self.source));
+        self
     }
 
     /// Checkpoints into `store` after every micro-batch, resuming first from the checkpoint
@@ -446,9 +455,20 @@ fn watermark_of(table: &TableDef, batch: &RecordBatch) -> Result<Option<i64>> {
     if batch.num_rows() == 0 {
         return Ok(None);
     }
-    let values = watermark.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let rows = match watermark.only_column.and_then(|c| latest_row(batch.column(c))) {
+        Some(latest) => batch.slice(latest, 1),
+        None => batch.clone(),
+    };
+    let values = watermark.expr.evaluate(&rows)?.into_array(rows.num_rows())?;
     let values = to_nanos(&values)?;
     Ok(max(&values))
+}
+
+/// The index of the greatest non-null value of a timestamp column.
+fn latest_row(column: &ArrayRef) -> Option<usize> {
+    let values = cast(column, &DataType::Int64).ok()?;
+    let values = values.as_primitive::<Int64Type>();
+    (0..values.len()).filter(|&i| values.is_valid(i)).max_by_key(|&i| values.value(i))
 }
 
 async fn run_post(

@@ -138,7 +138,7 @@ impl Supervisor {
             runner = runner.with_checkpoints(CheckpointStore::open(dir, &name)?).await?;
         }
         let token = CancellationToken::new();
-        let handle = tokio::spawn(runner.run(token.clone()));
+        let handle = tokio::spawn(runner.prefetching().run(token.clone()));
         self.generation += 1;
         tracing::info!(query = %name, "query started");
         self.running.insert(

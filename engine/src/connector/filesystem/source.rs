@@ -12,6 +12,8 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, new_null_array
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::json::reader::Decoder as JsonDecoder;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{FileFormat, FilesystemOptions};
@@ -54,6 +56,10 @@ pub struct FileSource {
     bounded: bool,
     /// The buffer lines are read into, kept between polls.
     scratch: Vec<u8>,
+    /// JSON decoders kept between polls (one per decoding thread), so their buffers keep their
+    /// capacity instead of growing again for every micro-batch; with the batch size they were
+    /// built for.
+    json_decoders: (usize, Vec<JsonDecoder>),
 }
 
 impl FileSource {
@@ -84,6 +90,7 @@ impl FileSource {
             partitions: vec![],
             bounded,
             scratch: Vec::new(),
+            json_decoders: (0, vec![]),
         }
     }
 
@@ -207,7 +214,7 @@ impl FileSource {
         let result = if lines.is_empty() {
             Ok(None)
         } else {
-            match self.decode_in_parallel(&chunk, &lines) {
+            match self.decode_in_parallel(&chunk, &lines, max_rows) {
                 Ok(batch) => Ok(Some((batch, lines.iter().map(|l| l.offset).collect()))),
                 Err(_) => self.decode_line_by_line(index, &chunk, &lines, malformed).map(Some),
             }
@@ -216,21 +223,38 @@ impl FileSource {
         result
     }
 
-    /// Decodes a chunk of whole lines, split across threads when it is large.
-    fn decode_in_parallel(&self, chunk: &[u8], lines: &[Line]) -> Result<RecordBatch, ArrowError> {
+    /// Decodes a chunk of whole lines, JSON split across threads when it is large.
+    fn decode_in_parallel(
+        &mut self,
+        chunk: &[u8],
+        lines: &[Line],
+        max_rows: usize,
+    ) -> Result<RecordBatch, ArrowError> {
         const MIN_ROWS_PER_THREAD: usize = 16_384;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         let pieces = (lines.len() / MIN_ROWS_PER_THREAD).clamp(1, threads);
-        if pieces == 1 {
+        if self.options.format != FileFormat::Json {
             return self.decode(chunk, lines.len());
         }
+        if self.json_decoders.0 != max_rows || self.json_decoders.1.len() < pieces {
+            let decoders = (0..threads)
+                .map(|_| {
+                    ReaderBuilder::new(Arc::clone(&self.physical))
+                        .with_batch_size(max_rows)
+                        .build_decoder()
+                })
+                .collect::<Result<_, _>>()?;
+            self.json_decoders = (max_rows, decoders);
+        }
         let per_piece = lines.len().div_ceil(pieces);
+        let physical = &self.physical;
         let batches = std::thread::scope(|scope| {
             let handles: Vec<_> = lines
                 .chunks(per_piece)
-                .map(|piece| {
+                .zip(self.json_decoders.1.iter_mut())
+                .map(|(piece, decoder)| {
                     let bytes = &chunk[piece[0].range.start..piece[piece.len() - 1].range.end + 1];
-                    scope.spawn(move || self.decode(bytes, piece.len()))
+                    scope.spawn(move || decode_json(decoder, physical, bytes, piece.len()))
                 })
                 .collect();
             handles
@@ -241,6 +265,10 @@ impl FileSource {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
+        });
+        let batches = batches.inspect_err(|_| {
+            // A decoder that failed may hold half a record: build fresh ones next time.
+            self.json_decoders = (0, vec![]);
         })?;
         concat_batches(&self.physical, &batches)
     }
@@ -281,13 +309,12 @@ impl FileSource {
 
     fn decode(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch, ArrowError> {
         let schema = Arc::clone(&self.physical);
-        let batch = match self.options.format {
+        match self.options.format {
             FileFormat::Json => {
-                let mut decoder = datafusion::arrow::json::ReaderBuilder::new(schema)
+                let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
                     .with_batch_size(rows.max(1))
                     .build_decoder()?;
-                feed(bytes, |b| decoder.decode(b))?;
-                decoder.flush()?
+                decode_json(&mut decoder, &schema, bytes, rows)
             }
             FileFormat::Csv => {
                 let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(schema)
@@ -296,18 +323,11 @@ impl FileSource {
                     .with_batch_size(rows.max(1))
                     .build_decoder();
                 feed(bytes, |b| decoder.decode(b))?;
-                decoder.flush()?
+                let batch = decoder.flush()?;
+                expect_rows(batch, &self.physical, rows)
             }
             FileFormat::Parquet => unreachable!("parquet is not line based"),
-        };
-        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.physical)));
-        if batch.num_rows() != rows {
-            return Err(ArrowError::JsonError(format!(
-                "expected {rows} records, decoded {}",
-                batch.num_rows()
-            )));
         }
-        Ok(batch)
     }
 
     fn read_parquet(
@@ -402,6 +422,34 @@ impl FileSource {
             .collect();
         RecordBatch::try_new(Arc::clone(&self.raw), columns).map_err(|e| self.error(e.to_string()))
     }
+}
+
+/// Decodes `bytes`, which must hold exactly `rows` JSON records of `schema`, with `decoder`.
+fn decode_json(
+    decoder: &mut JsonDecoder,
+    schema: &SchemaRef,
+    bytes: &[u8],
+    rows: usize,
+) -> Result<RecordBatch, ArrowError> {
+    feed(bytes, |b| decoder.decode(b))?;
+    let batch = decoder.flush()?;
+    expect_rows(batch, schema, rows)
+}
+
+/// A decoded batch (an empty one when the decoder had nothing), refused unless it has `rows`.
+fn expect_rows(
+    batch: Option<RecordBatch>,
+    schema: &SchemaRef,
+    rows: usize,
+) -> Result<RecordBatch, ArrowError> {
+    let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema)));
+    if batch.num_rows() != rows {
+        return Err(ArrowError::JsonError(format!(
+            "expected {rows} records, decoded {}",
+            batch.num_rows()
+        )));
+    }
+    Ok(batch)
 }
 
 /// Hands `bytes` to a push decoder until it has taken them all (or stops taking).
