@@ -33,10 +33,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
-# The caching layer: every dependency of every workspace member, built once.
-RUN cargo chef cook --release --workspace --recipe-path recipe.json
+# The caching layer: every dependency of every workspace member, built once. Both images leave
+# out the engine's `demo` feature (its embedded broker and CQL store).
+RUN cargo chef cook --release --workspace --no-default-features --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin engine --bin ingest \
+RUN cargo build --release --locked --no-default-features -p engine -p ingest \
     && install -D -m 0755 target/release/engine /out/engine \
     && install -D -m 0755 target/release/ingest /out/ingest
 

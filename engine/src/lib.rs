@@ -17,11 +17,14 @@
 //! * [`time`] and [`state`] are pure and deterministic.
 //! * [`runtime`] wires them together.
 //! * [`snapshot`] reads declared tables as they are now, for the REPL.
+//! * `demo` (feature `demo`, on by default) runs all of it in one process on embedded servers.
 
 pub mod catalog;
 pub mod checkpoint;
 pub mod cli;
 pub mod connector;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod error;
 pub mod planner;
 pub mod runtime;

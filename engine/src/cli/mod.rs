@@ -1,7 +1,9 @@
-//! The command line: `run`, `check` and `explain`. The only module that prints.
+//! The command line: `run`, `check`, `explain` and `demo`. The only module that prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod check;
+#[cfg(feature = "demo")]
+mod demo;
 mod explain;
 mod repl;
 mod run;
@@ -55,6 +57,10 @@ pub enum Command {
     },
     /// A SQL prompt over the tables and views of the query files (-e or piped input: run and exit).
     Repl(repl::ReplArgs),
+    /// Run the whole pipeline in one process: an embedded Kafka broker and CQL store,
+    /// simulated ticks and the shipped queries, with the live candles on the terminal.
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
 }
 
 /// `engine run` options.
@@ -122,7 +128,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_tracing(cli.log_format);
+    init_tracing(cli.log_format, cli.command.default_log_filter());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -130,13 +136,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Check { dir } => Ok(check::check(&dir).await),
             Command::Explain { file } => explain::explain(&file).await,
             Command::Repl(args) => repl::repl(args).await,
+            #[cfg(feature = "demo")]
+            Command::Demo(args) => demo::demo(args).await,
         }
     })
 }
 
-fn init_tracing(format: LogFormat) {
+impl Command {
+    /// The log filter when RUST_LOG is not set.
+    fn default_log_filter(&self) -> &'static str {
+        match self {
+            // The demo's live view owns the terminal. The embedded CQL store logs every query it
+            // refuses, and the driver complains about the system tables it lacks, every second.
+            #[cfg(feature = "demo")]
+            Self::Demo(_) => "warn,kassandra=off,scylla::cluster::metadata=off",
+            _ => "info",
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ignored = match format {
         LogFormat::Text => builder.try_init(),

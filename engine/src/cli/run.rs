@@ -75,7 +75,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn spawn_signal_handler(shutdown: CancellationToken) {
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+pub(super) fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -124,9 +124,14 @@ pub async fn oracle(sql: &str, ticks: RecordBatch) -> Vec<Map<String, Value>> {
     let ctx = SessionContext::new();
     ctx.register_batch("ticks", ticks).unwrap();
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    json_rows(&batches)
+}
+
+/// Rows as JSON objects, encoded as the filesystem sink and the oracle encode them.
+pub fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Value>> {
     let mut out = Vec::new();
     let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
-    for batch in &batches {
+    for batch in batches {
         writer.write(batch).unwrap();
     }
     writer.finish().unwrap();
@@ -228,30 +233,39 @@ pub fn assert_tables_eq(
     key: &[&str],
     context: &str,
 ) {
+    if let Some(difference) = tables_diff(actual, expected, key) {
+        panic!("{context}: {difference}");
+    }
+}
+
+/// How two tables differ, if they do (see [`assert_tables_eq`]).
+pub fn tables_diff(
+    actual: &BTreeMap<String, Map<String, Value>>,
+    expected: &[Map<String, Value>],
+    key: &[&str],
+) -> Option<String> {
     let expected: BTreeMap<String, &Map<String, Value>> =
         expected.iter().map(|r| (key_of(r, key), r)).collect();
     let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
     let extra: Vec<_> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{context}: missing windows {missing:?}, unexpected windows {extra:?}"
-    );
+    if !(missing.is_empty() && extra.is_empty()) {
+        return Some(format!("missing windows {missing:?}, unexpected windows {extra:?}"));
+    }
     for (k, want) in &expected {
         let got = &actual[k];
         for (column, value) in want.iter() {
             let found = got.get(column).unwrap_or(&Value::Null);
-            assert!(
-                values_match(found, value),
-                "{context}: window {k} column {column}: streaming {found}, batch {value}"
-            );
+            if !values_match(found, value) {
+                return Some(format!(
+                    "window {k} column {column}: streaming {found}, batch {value}"
+                ));
+            }
         }
-        for column in got.keys() {
-            assert!(
-                want.contains_key(column) || got[column].is_null(),
-                "{context}: window {k}: unexpected column {column}"
-            );
+        if let Some(column) = got.keys().find(|c| !want.contains_key(*c) && !got[*c].is_null()) {
+            return Some(format!("window {k}: unexpected column {column}"));
         }
     }
+    None
 }
 
 fn values_match(a: &Value, b: &Value) -> bool {

@@ -7,6 +7,8 @@ mod bench;
 mod cassandra;
 mod cli;
 mod crash;
+#[cfg(feature = "demo")]
+mod demo;
 mod docs;
 mod end_to_end;
 mod errors;

@@ -46,7 +46,7 @@ fn repl_ok(queries: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// The objects of JSON-lines output.
-fn json_rows(text: &str) -> Vec<Map<String, Value>> {
+pub fn json_rows(text: &str) -> Vec<Map<String, Value>> {
     text.lines()
         .map(|l| match serde_json::from_str(l) {
             Ok(Value::Object(row)) => row,

@@ -54,7 +54,9 @@ pub async fn apply_schema(dir: &Path, hosts: &[String], patience: Duration) -> R
     Ok(applied)
 }
 
-async fn connect_with_retry(hosts: &[String], patience: Duration) -> Result<Session> {
+/// Connects to `hosts` (not awaiting schema agreement, which a single node cannot report),
+/// retrying with backoff for up to `patience`.
+pub async fn connect_with_retry(hosts: &[String], patience: Duration) -> Result<Session> {
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(200);
     loop {
