@@ -34,6 +34,19 @@ pub struct LiveQuery {
     key: Vec<usize>,
 }
 
+/// The columns that identify a window's row among the `GROUP BY` columns: all but `window_end`
+/// when `window_start` is there, because a session that grows keeps its start and moves its end
+/// (the engine upserts it in place, as a sink keyed by the window start expects).
+fn window_identity(plan: &QueryPlan, group: &[usize]) -> Vec<usize> {
+    let schema = plan.logical.schema();
+    let named = |i: usize, name: &str| schema.field(i).name() == name;
+    if group.iter().any(|&i| named(i, "window_start")) {
+        group.iter().copied().filter(|&i| !named(i, "window_end")).collect()
+    } else {
+        group.to_vec()
+    }
+}
+
 impl LiveQuery {
     /// Wraps `plan`, which writes to `changes`. Its output must hold every `GROUP BY` column
     /// (the window bounds among them), so that each window's row can be replaced in place.
@@ -44,7 +57,7 @@ impl LiveQuery {
             .functional_dependencies()
             .iter()
             .find(|d| d.mode == Dependency::Single && !d.source_indices.is_empty())
-            .map(|d| d.source_indices.clone())
+            .map(|d| window_identity(&plan, &d.source_indices))
             .ok_or_else(|| Failure {
                 position: None,
                 message: "select every GROUP BY column (e.g. symbol, window_start, window_end), so that each window's row can be updated in place".to_string(),
