@@ -223,6 +223,9 @@ pub trait SourceReader: Send {
         vec![]
     }
 
+    /// Releases what the reader holds (clients, tasks) before the query is reported stopped.
+    async fn close(&mut self) {}
+
     /// Called once a checkpoint holding `position` is durable (a Kafka source commits its
     /// offsets to the consumer group here, so lag is visible to Kafka tools).
     async fn checkpointed(&mut self, _position: &serde_json::Value) -> Result<()> {

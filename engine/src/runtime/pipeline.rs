@@ -199,6 +199,12 @@ impl QueryRunner {
 
     /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<RunStats> {
+        let result = self.run_until_done(shutdown).await;
+        self.source.close().await;
+        result
+    }
+
+    async fn run_until_done(&mut self, shutdown: CancellationToken) -> Result<RunStats> {
         self.shutdown = shutdown.clone();
         let mut failures = 0u32;
         let mut stats = RunStats::default();

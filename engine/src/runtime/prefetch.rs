@@ -30,6 +30,8 @@ pub struct Prefetching {
     idle: Option<Box<dyn SourceReader>>,
     commands: Option<mpsc::UnboundedSender<Command>>,
     replies: Option<mpsc::Receiver<Reply>>,
+    /// The polling task, awaited on close so that the inner reader is gone when it returns.
+    task: Option<tokio::task::JoinHandle<()>>,
     /// A poll was sent and its reply not yet taken.
     ahead: bool,
     position: serde_json::Value,
@@ -50,6 +52,7 @@ impl Prefetching {
             idle: Some(inner),
             commands: None,
             replies: None,
+            task: None,
             ahead: false,
             position,
             lag: vec![],
@@ -59,14 +62,14 @@ impl Prefetching {
     fn start(&mut self, mut inner: Box<dyn SourceReader>) {
         let (commands, mut received) = mpsc::unbounded_channel();
         let (replied, replies) = mpsc::channel(1);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some(command) = received.recv().await {
                 match command {
                     Command::Poll(max_rows) => {
                         let polled = inner.poll(max_rows).await;
                         let reply = Reply { polled, position: inner.position(), lag: inner.lag() };
                         if replied.send(reply).await.is_err() {
-                            return;
+                            break;
                         }
                     }
                     Command::Checkpointed(position) => {
@@ -76,7 +79,9 @@ impl Prefetching {
                     }
                 }
             }
+            inner.close().await;
         });
+        self.task = Some(task);
         self.commands = Some(commands);
         self.replies = Some(replies);
     }
@@ -131,6 +136,20 @@ impl SourceReader for Prefetching {
         inner.restore(position).await?;
         self.position = inner.position();
         Ok(())
+    }
+
+    async fn close(&mut self) {
+        // Closing both channels ends the task after its current poll.
+        self.commands = None;
+        self.replies = None;
+        if let Some(task) = self.task.take()
+            && let Err(error) = task.await
+        {
+            tracing::warn!(%error, "the source's polling task failed");
+        }
+        if let Some(inner) = self.idle.as_mut() {
+            inner.close().await;
+        }
     }
 
     async fn checkpointed(&mut self, position: &serde_json::Value) -> Result<()> {
