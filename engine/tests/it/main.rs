@@ -10,6 +10,7 @@ mod crash;
 mod docs;
 mod end_to_end;
 mod errors;
+mod flat_json;
 mod golden;
 mod harness;
 mod kafka;
