@@ -362,8 +362,8 @@ impl<'a> Cursor<'a> {
         self.pos - first
     }
 
-    /// Reads a number in strict JSON syntax, which must not run on into characters arrow-json
-    /// would take as part of it.
+    /// Reads a number in strict JSON syntax. Whatever follows is the caller's to check: a
+    /// number running on (`1.5.3`, `1e5e`) is then not followed by a delimiter and declined.
     fn number(&mut self) -> Option<Number> {
         let bytes = self.text.as_bytes();
         let start = self.pos;
@@ -399,9 +399,6 @@ impl<'a> Cursor<'a> {
             let written = written.filter(|e| *e < 1 << 40).map_or(1 << 40, |e| e as i64);
             exponent += if sign < 0 { -written } else { written };
             integral = false;
-        }
-        if matches!(self.peek(), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
-            return None;
         }
         Some(Number { negative, mantissa, exponent, integral, start, end: self.pos })
     }

@@ -16,7 +16,8 @@ use proptest::test_runner::{Config, TestRunner};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-/// The generated schema's columns: the ticks' own and one of every other decoded type.
+/// The generated schema's columns: the ticks' own, one of every other decoded type, and a name
+/// with a character JSON may escape (`note\/1` spells `note/1`).
 const COLUMNS: [(&str, DataType); 7] = [
     ("symbol", DataType::Utf8),
     ("price", DataType::Float64),
@@ -24,7 +25,7 @@ const COLUMNS: [(&str, DataType); 7] = [
     ("timestamp", DataType::Int64),
     ("qty", DataType::Int32),
     ("halted", DataType::Boolean),
-    ("note", DataType::Utf8),
+    ("note/1", DataType::Utf8),
 ];
 
 fn schema(columns: &[(&str, DataType)], nullable: &[bool]) -> SchemaRef {
@@ -270,7 +271,8 @@ fn extra_key(clean: bool) -> BoxedStrategy<String> {
         1 => one_of(&[r#"a\"b"#, r"a\\b", "é", "Symbol", "price ", "a\u{1}"]),
     ]
     .boxed();
-    let dirty = one_of(&[r"sym\u0062ol", r"pr\u0069ce", "symbol", "timestamp", "halted"]);
+    let dirty =
+        one_of(&[r"sym\u0062ol", r"pr\u0069ce", r"note\/1", "symbol", "timestamp", "halted"]);
     with_dirty(clean, 6, undeclared, dirty)
 }
 
