@@ -23,8 +23,6 @@ pub struct FlatJsonDecoder {
     schema: SchemaRef,
     kinds: Vec<Kind>,
     names: NameTable,
-    /// Bit `i`: column `i` is NOT NULL.
-    required: u64,
     /// One bit per column.
     all: u64,
 }
@@ -40,13 +38,8 @@ impl FlatJsonDecoder {
         }
         let kinds = fields.iter().map(|f| Kind::of(f.data_type())).collect::<Option<Vec<_>>>()?;
         let names = NameTable::new(fields.iter().map(|f| f.name().as_bytes()))?;
-        let required = fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !f.is_nullable())
-            .fold(0, |bits, (i, _)| bits | 1 << i);
         let all = ((1u128 << fields.len()) - 1) as u64;
-        Some(Self { schema, kinds, names, required, all })
+        Some(Self { schema, kinds, names, all })
     }
 
     /// Decodes `records`, one JSON object each, into one batch of the schema: exactly the batch
@@ -64,10 +57,12 @@ impl FlatJsonDecoder {
         }
         let columns = builders.iter_mut().map(Builder::finish).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        // Refused (declined) when a NOT NULL column got a null: arrow-json fails there.
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options).ok()
     }
 
-    /// Appends one record to `builders` (one value or null each), or `None` to decline.
+    /// Appends one record to `builders` (one value or null each, a missing key giving a null), or
+    /// `None` to decline.
     fn record(&self, record: &[u8], builders: &mut [Builder], scratch: &mut String) -> Option<()> {
         let mut cursor = Cursor { text: std::str::from_utf8(record).ok()?, pos: 0 };
         cursor.skip_whitespace();
@@ -82,19 +77,16 @@ impl FlatJsonDecoder {
                 return None;
             }
             seen |= bit;
-            if cursor.literal(b"null").is_some() {
-                return (self.required & bit == 0).then(|| builders[column].append_null());
+            match cursor.literal(b"null") {
+                Some(()) => Some(builders[column].append_null()),
+                None => builders[column].append(cursor, scratch),
             }
-            builders[column].append(cursor, scratch)
         })?;
         cursor.skip_whitespace();
         if cursor.pos != record.len() {
             return None;
         }
         let missing = self.all & !seen;
-        if missing & self.required != 0 {
-            return None;
-        }
         (0..builders.len()).filter(|i| missing & 1 << i != 0).for_each(|i| {
             builders[i].append_null();
         });

@@ -425,7 +425,7 @@ fn ordinary_ticks_are_not_declined() {
 
 #[test]
 fn subtle_records_are_declined() {
-    let schema = schema(&COLUMNS[..4], &[false, false, true, false]);
+    let schema = schema(&COLUMNS, &[false, false, true, false, true, true, true]);
     let base = r#""symbol":"A","price":1.5,"timestamp":1"#;
     for record in [
         format!(r#"{{{base},"day_volume":"12"}}"#),
@@ -433,6 +433,7 @@ fn subtle_records_are_declined() {
         format!(r#"{{{base},"day_volume":1e3}}"#),
         format!(r#"{{{base},"day_volume":9223372036854775808}}"#),
         format!(r#"{{{base},"sym\u0062ol":"B"}}"#),
+        format!(r#"{{{base},"note\/1":"B"}}"#),
         format!(r#"{{{base},"x":"\u00e9"}}"#),
         format!(r#"{{{base},"symbol":"B"}}"#),
         format!(r#"{{{base},,"x":1}}"#),
