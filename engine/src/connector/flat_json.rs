@@ -77,10 +77,11 @@ impl FlatJsonDecoder {
                 return None;
             }
             seen |= bit;
-            match cursor.literal(b"null") {
-                Some(()) => Some(builders[column].append_null()),
-                None => builders[column].append(cursor, scratch),
+            if cursor.literal(b"null").is_none() {
+                return builders[column].append(cursor, scratch);
             }
+            builders[column].append_null();
+            Some(())
         })?;
         cursor.skip_whitespace();
         if cursor.pos != record.len() {
