@@ -1,13 +1,20 @@
 //! A one-pass decoder for flat JSON objects, straight into the Arrow arrays of a source's
 //! physical columns. It is the fast path of both JSON sources; arrow-json stays the reference.
 //!
-//! Per record it scans the keys of one object: the value of a declared key is parsed into that
-//! column's builder, any other value is skipped (validated, not kept). It accepts only records
-//! whose result it knows to be exactly arrow-json's: strict JSON, one object per record, valid
-//! UTF-8, values of the column's own type (or `null` in a nullable column), no duplicate declared
-//! key, no missing NOT NULL column, no `\u` escape anywhere. On anything else it declines the whole
-//! chunk and the caller decodes it with arrow-json, which then also reports the errors.
+//! Per record it scans the keys of one object: the value of a declared key is read for that
+//! column, any other value is skipped (validated, not kept). It accepts only records whose result
+//! it knows to be exactly arrow-json's: strict JSON, one object per record, valid UTF-8, values of
+//! the column's own type (or `null` in a nullable column), no duplicate declared key, no missing
+//! NOT NULL column, no `\u` escape anywhere. On anything else it declines the whole chunk and the
+//! caller decodes it with arrow-json, which then also reports the errors.
+//!
+//! Records of a stream mostly share their layout: the same keys in the same order, the same
+//! skipped values. So the bytes between the declared values of the last record scanned in full
+//! are kept (its [`Shape`]); a record with exactly those bytes around its values needs no key
+//! scanning at all, only its values read. Identical bytes in the same place parse identically,
+//! so this gives what the full scan would.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -23,8 +30,6 @@ pub struct FlatJsonDecoder {
     schema: SchemaRef,
     kinds: Vec<Kind>,
     names: NameTable,
-    /// One bit per column.
-    all: u64,
 }
 
 impl FlatJsonDecoder {
@@ -38,8 +43,7 @@ impl FlatJsonDecoder {
         }
         let kinds = fields.iter().map(|f| Kind::of(f.data_type())).collect::<Option<Vec<_>>>()?;
         let names = NameTable::new(fields.iter().map(|f| f.name().as_bytes()))?;
-        let all = ((1u128 << fields.len()) - 1) as u64;
-        Some(Self { schema, kinds, names, all })
+        Some(Self { schema, kinds, names })
     }
 
     /// Decodes `records`, one JSON object each, into one batch of the schema: exactly the batch
@@ -51,9 +55,18 @@ impl FlatJsonDecoder {
     ) -> Option<RecordBatch> {
         let rows = records.len();
         let mut builders: Vec<Builder> = self.kinds.iter().map(|k| k.builder(rows)).collect();
+        let mut values = vec![Value::Null; builders.len()];
+        let mut shape: Option<Shape<'r>> = None;
         let mut scratch = String::new();
         for record in records {
-            self.record(record, &mut builders, &mut scratch)?;
+            if shape.as_ref().and_then(|s| s.values(record, &mut values)).is_none() {
+                let mut runs = shape.take().map(|s| s.runs).unwrap_or_default();
+                let tail = self.scan(record, &mut values, &mut runs)?;
+                shape = Some(Shape { record, runs, tail });
+            }
+            for (builder, value) in builders.iter_mut().zip(&values) {
+                builder.append(*value, &mut scratch)?;
+            }
         }
         let columns = builders.iter_mut().map(Builder::finish).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -61,37 +74,61 @@ impl FlatJsonDecoder {
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options).ok()
     }
 
-    /// Appends one record to `builders` (one value or null each, a missing key giving a null), or
+    /// Scans `record` in full: its declared values into `values` (the others left null), and
+    /// into `runs` the bytes before each. Returns where the bytes after the last value start, or
     /// `None` to decline.
-    fn record(&self, record: &[u8], builders: &mut [Builder], scratch: &mut String) -> Option<()> {
-        let mut cursor = Cursor { text: std::str::from_utf8(record).ok()?, pos: 0 };
+    fn scan<'r>(
+        &self,
+        record: &'r [u8],
+        values: &mut [Value<'r>],
+        runs: &mut Vec<(Range<usize>, usize)>,
+    ) -> Option<usize> {
+        // Keys and skipped strings are checked here, declared strings again when appended.
+        std::str::from_utf8(record).ok()?;
+        values.fill(Value::Null);
+        runs.clear();
+        let mut cursor = Cursor { bytes: record, pos: 0 };
         cursor.skip_whitespace();
         cursor.expect(b'{')?;
-        let mut seen = 0u64;
+        let (mut seen, mut run_start) = (0u64, 0);
         cursor.members(|cursor, key| {
             // An escaped key might spell a declared name: arrow-json would match it.
             let Text::Plain(key) = key else { return None };
-            let Some(column) = self.names.find(key.as_bytes()) else { return cursor.skip_value(0) };
+            let Some(column) = self.names.find(key) else { return cursor.skip_value(0) };
             let bit = 1 << column;
             if seen & bit != 0 {
                 return None;
             }
             seen |= bit;
-            if cursor.literal(b"null").is_none() {
-                return builders[column].append(cursor, scratch);
-            }
-            builders[column].append_null();
+            runs.push((run_start..cursor.pos, column));
+            values[column] = cursor.value()?;
+            run_start = cursor.pos;
             Some(())
         })?;
         cursor.skip_whitespace();
-        if cursor.pos != record.len() {
-            return None;
+        (cursor.pos == record.len()).then_some(run_start)
+    }
+}
+
+/// The layout of a record scanned in full: the bytes around its declared values.
+struct Shape<'r> {
+    record: &'r [u8],
+    /// Per declared value, in record order: the bytes since the previous value, and its column.
+    runs: Vec<(Range<usize>, usize)>,
+    /// Where the bytes after the last value start.
+    tail: usize,
+}
+
+impl<'r> Shape<'r> {
+    /// Reads the declared values of `record` into `values` when it has exactly this shape's
+    /// bytes around them; `None` (leaving `values` partly set) when it has not.
+    fn values(&self, record: &'r [u8], values: &mut [Value<'r>]) -> Option<()> {
+        let mut cursor = Cursor { bytes: record, pos: 0 };
+        for (run, column) in &self.runs {
+            cursor.literal(&self.record[run.clone()])?;
+            values[*column] = cursor.value()?;
         }
-        let missing = self.all & !seen;
-        (0..builders.len()).filter(|i| missing & 1 << i != 0).for_each(|i| {
-            builders[i].append_null();
-        });
-        Some(())
+        (record[cursor.pos..] == self.record[self.tail..]).then_some(())
     }
 }
 
@@ -138,27 +175,22 @@ enum Builder {
 }
 
 impl Builder {
-    /// Parses the value at `cursor` (not `null`) into the column, or `None` when it is not of
-    /// the column's type in the form arrow-json reads the same way.
-    fn append(&mut self, cursor: &mut Cursor<'_>, scratch: &mut String) -> Option<()> {
-        match self {
-            Builder::Utf8(b) => {
-                cursor.expect(b'"')?;
-                match cursor.string()? {
-                    Text::Plain(text) => b.append_value(text),
-                    Text::Escaped(raw) => b.append_value(unescape(raw, scratch)),
-                }
+    /// Appends `value`, or `None` when it is not of the column's type in a form arrow-json reads
+    /// the same way.
+    fn append(&mut self, value: Value<'_>, scratch: &mut String) -> Option<()> {
+        match (self, value) {
+            (builder, Value::Null) => builder.append_null(),
+            (Builder::Utf8(b), Value::String(Text::Plain(text))) => {
+                b.append_value(std::str::from_utf8(text).ok()?);
             }
-            Builder::Int64(b) => b.append_value(cursor.number()?.integer()?),
-            Builder::Int32(b) => b.append_value(cursor.number()?.integer()?.try_into().ok()?),
-            Builder::Float64(b) => b.append_value(cursor.number()?.float(cursor.text)?),
-            Builder::Boolean(b) => match cursor.literal(b"true") {
-                Some(()) => b.append_value(true),
-                None => {
-                    cursor.literal(b"false")?;
-                    b.append_value(false);
-                }
-            },
+            (Builder::Utf8(b), Value::String(Text::Escaped(raw))) => {
+                b.append_value(unescape(std::str::from_utf8(raw).ok()?, scratch));
+            }
+            (Builder::Int64(b), Value::Number(n)) => b.append_value(n.integer()?),
+            (Builder::Int32(b), Value::Number(n)) => b.append_value(n.integer()?.try_into().ok()?),
+            (Builder::Float64(b), Value::Number(n)) => b.append_value(n.float()?),
+            (Builder::Boolean(b), Value::Boolean(v)) => b.append_value(v),
+            _ => return None,
         }
         Some(())
     }
@@ -233,11 +265,21 @@ impl NameTable {
 }
 
 /// A string's content between its quotes.
+#[derive(Debug, Clone, Copy)]
 enum Text<'a> {
     /// Without escapes: the value itself.
-    Plain(&'a str),
+    Plain(&'a [u8]),
     /// With escapes (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`), still escaped.
-    Escaped(&'a str),
+    Escaped(&'a [u8]),
+}
+
+/// A scalar value as read, not yet converted to its column's type.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Null,
+    Boolean(bool),
+    Number(Number<'a>),
+    String(Text<'a>),
 }
 
 /// Writes `raw`, a string's content with valid escapes other than `\u`, unescaped to `out`.
@@ -261,18 +303,19 @@ fn unescape<'s>(raw: &str, out: &'s mut String) -> &'s str {
 }
 
 /// A number's digits as read: the value is `mantissa * 10^exponent`, negated if `negative`.
-struct Number {
+#[derive(Debug, Clone, Copy)]
+struct Number<'a> {
     negative: bool,
     /// `None` when the digits do not fit in a `u64`.
     mantissa: Option<u64>,
     exponent: i64,
     /// No fraction and no exponent part.
     integral: bool,
-    start: usize,
-    end: usize,
+    /// As written.
+    text: &'a [u8],
 }
 
-impl Number {
+impl Number<'_> {
     /// The value as a whole number, when it is written as one that fits an `i64`.
     fn integer(&self) -> Option<i64> {
         let magnitude = i128::from(self.mantissa.filter(|_| self.integral)?);
@@ -280,7 +323,7 @@ impl Number {
     }
 
     /// The value as the nearest `f64` (as every correctly rounding parser reads it), when finite.
-    fn float(&self, text: &str) -> Option<f64> {
+    fn float(&self) -> Option<f64> {
         // Exact powers of ten: with a mantissa below 2^53, one correctly rounded operation.
         const POWERS: [f64; 23] = [
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -290,7 +333,10 @@ impl Number {
         let magnitude = match (self.mantissa.filter(|m| *m <= 1 << 53), power) {
             (Some(m), Some(p)) if self.exponent < 0 => m as f64 / p,
             (Some(m), Some(p)) => m as f64 * p,
-            _ => return text[self.start..self.end].parse::<f64>().ok().filter(|v| v.is_finite()),
+            _ => {
+                let text = std::str::from_utf8(self.text).ok()?;
+                return text.parse::<f64>().ok().filter(|v| v.is_finite());
+            }
         };
         Some(if self.negative { -magnitude } else { magnitude })
     }
@@ -298,13 +344,13 @@ impl Number {
 
 /// A position in one record.
 struct Cursor<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
+        self.bytes.get(self.pos).copied()
     }
 
     fn skip_whitespace(&mut self) {
@@ -320,20 +366,19 @@ impl<'a> Cursor<'a> {
 
     /// Consumes `literal`, or `None` (consuming nothing) when it is not next.
     fn literal(&mut self, literal: &[u8]) -> Option<()> {
-        let rest = &self.text.as_bytes()[self.pos..];
-        rest.starts_with(literal).then(|| self.pos += literal.len())
+        self.bytes[self.pos..].starts_with(literal).then(|| self.pos += literal.len())
     }
 
     /// Reads a string whose opening quote is consumed, through its closing quote.
     fn string(&mut self) -> Option<Text<'a>> {
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         let start = self.pos;
         let mut escaped = false;
         loop {
             let at = self.pos + memchr2(b'"', b'\\', &bytes[self.pos..])?;
             if bytes[at] == b'"' {
                 self.pos = at + 1;
-                let content = &self.text[start..at];
+                let content = &bytes[start..at];
                 return Some(if escaped { Text::Escaped(content) } else { Text::Plain(content) });
             }
             if !matches!(bytes.get(at + 1)?, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
@@ -357,8 +402,8 @@ impl<'a> Cursor<'a> {
 
     /// Reads a number in strict JSON syntax. Whatever follows is the caller's to check: a
     /// number running on (`1.5.3`, `1e5e`) is then not followed by a delimiter and declined.
-    fn number(&mut self) -> Option<Number> {
-        let bytes = self.text.as_bytes();
+    fn number(&mut self) -> Option<Number<'a>> {
+        let bytes = self.bytes;
         let start = self.pos;
         let negative = self.expect(b'-').is_some();
         let mut mantissa = Some(0u64);
@@ -393,7 +438,21 @@ impl<'a> Cursor<'a> {
             exponent += if sign < 0 { -written } else { written };
             integral = false;
         }
-        Some(Number { negative, mantissa, exponent, integral, start, end: self.pos })
+        Some(Number { negative, mantissa, exponent, integral, text: &bytes[start..self.pos] })
+    }
+
+    /// Reads a scalar: `null`, `true`, `false`, a string or a number.
+    fn value(&mut self) -> Option<Value<'a>> {
+        Some(match self.peek()? {
+            b'"' => {
+                self.pos += 1;
+                Value::String(self.string()?)
+            }
+            b'n' => self.literal(b"null").map(|()| Value::Null)?,
+            b't' => self.literal(b"true").map(|()| Value::Boolean(true))?,
+            b'f' => self.literal(b"false").map(|()| Value::Boolean(false))?,
+            _ => Value::Number(self.number()?),
+        })
     }
 
     /// Reads the members of an object whose `{` is consumed, through its `}`: `value` is called
@@ -427,10 +486,6 @@ impl<'a> Cursor<'a> {
     fn skip_value(&mut self, depth: u8) -> Option<()> {
         const MAX_DEPTH: u8 = 64;
         match self.peek()? {
-            b'"' => {
-                self.pos += 1;
-                self.string().map(drop)
-            }
             b'{' if depth < MAX_DEPTH => {
                 self.pos += 1;
                 self.members(|cursor, _| cursor.skip_value(depth + 1))
@@ -455,10 +510,7 @@ impl<'a> Cursor<'a> {
                     self.skip_whitespace();
                 }
             }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => self.number().map(drop),
+            _ => self.value().map(drop),
         }
     }
 }

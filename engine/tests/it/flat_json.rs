@@ -278,9 +278,41 @@ fn extra_key(clean: bool) -> BoxedStrategy<String> {
 
 const WHITESPACE: [&str; 8] = ["", "", "", " ", "\t", "\n", "\r\n", "  "];
 
+/// A record before it is written: its members in order (with the declared column of each, if
+/// any), the whitespace between its tokens, and the damage done to it.
+#[derive(Debug, Clone)]
+struct Template {
+    members: Vec<(String, String, Option<usize>)>,
+    spaces: Vec<&'static str>,
+    mutation: Mutation,
+    cut: u64,
+}
+
+impl Template {
+    /// The record, with the value of declared column `c` replaced by `values[c]` and that of the
+    /// `j`th undeclared member by `extras[j]` where they are given.
+    fn write(&self, values: &[Option<String>], extras: &[Option<String>]) -> Vec<u8> {
+        let mut ws = self.spaces.iter().cycle();
+        let mut text = format!("{}{{", ws.next().unwrap());
+        let mut extra = extras.iter();
+        for (i, (key, value, column)) in self.members.iter().enumerate() {
+            let replaced = match column {
+                Some(c) => values[*c].as_ref(),
+                None => extra.next().and_then(Option::as_ref),
+            };
+            let value = replaced.unwrap_or(value);
+            let comma = if i > 0 { "," } else { "" };
+            let [a, b, c, d] = [(); 4].map(|()| ws.next().unwrap());
+            text.push_str(&format!("{comma}{a}\"{key}\"{b}:{c}{value}{d}"));
+        }
+        text.push_str(&format!("}}{}", ws.next().unwrap()));
+        self.mutation.apply(text.into_bytes(), self.cut)
+    }
+}
+
 /// One record for columns of this nullability: an object with its members in any order; when
 /// not `clean` also with wrong values and keys, or broken.
-fn record(nullable: [bool; 7], clean: bool) -> impl Strategy<Value = Vec<u8>> {
+fn template(nullable: [bool; 7], clean: bool) -> impl Strategy<Value = Template> {
     let declared: Vec<_> = COLUMNS
         .iter()
         .zip(nullable)
@@ -288,29 +320,48 @@ fn record(nullable: [bool; 7], clean: bool) -> impl Strategy<Value = Vec<u8>> {
         .collect();
     let extras = prop::collection::vec((extra_key(clean), any_value(clean)), 0..4);
     let members = (declared, extras).prop_flat_map(|(declared, extras)| {
-        Just(declared.into_iter().flatten().chain(extras).collect::<Vec<_>>()).prop_shuffle()
+        let declared = declared
+            .into_iter()
+            .enumerate()
+            .filter_map(|(column, member)| member.map(|(k, v)| (k, v, Some(column))));
+        let extras = extras.into_iter().map(|(k, v)| (k, v, None));
+        Just(declared.chain(extras).collect::<Vec<_>>()).prop_shuffle()
     });
     let spaces = prop::collection::vec(prop::sample::select(WHITESPACE.to_vec()), 64);
     let mutation = if clean { Just(Mutation::None).boxed() } else { mutation().boxed() };
-    (members, spaces, mutation, any::<u64>()).prop_map(|(members, spaces, mutation, cut)| {
-        let mut ws = spaces.into_iter().cycle();
-        let mut text = format!("{}{{", ws.next().unwrap());
-        for (i, (key, value)) in members.iter().enumerate() {
-            let comma = if i > 0 { "," } else { "" };
-            let [a, b, c, d] = [(); 4].map(|()| ws.next().unwrap());
-            text.push_str(&format!("{comma}{a}\"{key}\"{b}:{c}{value}{d}"));
-        }
-        text.push_str(&format!("}}{}", ws.next().unwrap()));
-        mutation.apply(text.into_bytes(), cut)
-    })
+    (members, spaces, mutation, any::<u64>())
+        .prop_map(|(members, spaces, mutation, cut)| Template { members, spaces, mutation, cut })
 }
 
-/// Columns' nullability and a chunk of records for them, most of them clean.
+/// Columns' nullability and a chunk of records for them. Records are written from a few
+/// templates, most of them clean, often with other values: so consecutive records share their
+/// layout wholly or in part, as in a stream.
 fn chunk() -> impl Strategy<Value = ([bool; 7], Vec<Vec<u8>>)> {
-    prop::array::uniform7(any::<bool>()).prop_flat_map(|nullable| {
-        let record = prop_oneof![3 => record(nullable, true), 1 => record(nullable, false)];
-        (Just(nullable), prop::collection::vec(record, 1..4))
-    })
+    prop::array::uniform7(any::<bool>())
+        .prop_flat_map(|nullable| {
+            let template =
+                prop_oneof![3 => template(nullable, true), 1 => template(nullable, false)];
+            let values: Vec<_> = COLUMNS
+                .iter()
+                .zip(nullable)
+                .map(|((_, data_type), nullable)| {
+                    let null = u32::from(nullable);
+                    let value =
+                        prop_oneof![8 => typed(data_type, true), null => Just("null".into())];
+                    prop::option::weighted(0.5, value)
+                })
+                .collect();
+            let extras = prop::collection::vec(prop::option::weighted(0.2, any_value(true)), 3);
+            let rows = prop::collection::vec((any::<prop::sample::Index>(), values, extras), 1..8);
+            (Just(nullable), prop::collection::vec(template, 1..4), rows)
+        })
+        .prop_map(|(nullable, templates, rows)| {
+            let records = rows
+                .iter()
+                .map(|(template, values, extras)| template.get(&templates).write(values, extras))
+                .collect();
+            (nullable, records)
+        })
 }
 
 /// Damage done to a record.
