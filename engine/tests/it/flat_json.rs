@@ -334,8 +334,8 @@ fn template(nullable: [bool; 7], clean: bool) -> impl Strategy<Value = Template>
 }
 
 /// Columns' nullability and a chunk of records for them. Records are written from a few
-/// templates, most of them clean, often with other values: so consecutive records share their
-/// layout wholly or in part, as in a stream.
+/// templates, most of them clean, often with other values and now and then damaged: so
+/// consecutive records share their layout wholly or in part, as in a stream.
 fn chunk() -> impl Strategy<Value = ([bool; 7], Vec<Vec<u8>>)> {
     prop::array::uniform7(any::<bool>())
         .prop_flat_map(|nullable| {
@@ -352,13 +352,21 @@ fn chunk() -> impl Strategy<Value = ([bool; 7], Vec<Vec<u8>>)> {
                 })
                 .collect();
             let extras = prop::collection::vec(prop::option::weighted(0.2, any_value(true)), 3);
-            let rows = prop::collection::vec((any::<prop::sample::Index>(), values, extras), 1..8);
-            (Just(nullable), prop::collection::vec(template, 1..4), rows)
+            // Damage to one record of a template, the others of it intact.
+            let damage = (prop_oneof![12 => Just(Mutation::None), 1 => mutation()], any::<u64>());
+            let row = (any::<prop::sample::Index>(), values, extras, damage);
+            (
+                Just(nullable),
+                prop::collection::vec(template, 1..4),
+                prop::collection::vec(row, 1..8),
+            )
         })
         .prop_map(|(nullable, templates, rows)| {
             let records = rows
                 .iter()
-                .map(|(template, values, extras)| template.get(&templates).write(values, extras))
+                .map(|(template, values, extras, (damage, cut))| {
+                    damage.apply(template.get(&templates).write(values, extras), *cut)
+                })
                 .collect();
             (nullable, records)
         })
@@ -516,4 +524,31 @@ fn escapes_and_whitespace_are_decoded() {
         records.iter().map(|r| String::from_utf8_lossy(r).replace("\\u0000", "").into()).collect();
     let batch = fast(&schema, &records).expect("decoded");
     assert_eq!(batch, arrow_json(&schema, &records).unwrap());
+}
+
+#[test]
+fn records_laid_out_like_the_previous_one_are_read_to_their_end() {
+    let schema = schema(&COLUMNS[..4], &[false, false, true, false]);
+    let first = r#"{"symbol":"A","price":1.5,"timestamp":1,"x":"y"}"#;
+    let decode = |second: &str| fast(&schema, &[first.into(), second.into()]);
+    for same_but_values in [
+        r#"{"symbol":"BB","price":-2e3,"timestamp":22,"x":"y"}"#,
+        r#"{"symbol":null,"price":null,"timestamp":null,"x":"y"}"#,
+    ] {
+        let records = [first.into(), same_but_values.into()];
+        assert_eq!(decode(same_but_values), arrow_json(&schema, &records).ok());
+    }
+    let more = r#"{"symbol":"B","price":2.5,"timestamp":2,"x":"y","day_volume":7}"#;
+    let batch = decode(more).expect("decoded in full");
+    assert_eq!(batch, arrow_json(&schema, &[first.into(), more.into()]).unwrap());
+    for broken in [
+        r#"{"symbol":"B","price":2.5,"timestamp":2,"x":"y"} x"#,
+        r#"{"symbol":"B","price":2.5,"timestamp":2,"x":"y"}{}"#,
+        r#"{"symbol":"B","price":2.5,"timestamp":2,"x":"y","symbol":"C"}"#,
+        r#"{"symbol":"B","price":"2.5","timestamp":2,"x":"y"}"#,
+        r#"{"symbol":"B","price":2.5,"timestamp":2.5,"x":"y"}"#,
+        r#"{"symbol":"B","price":2.5,"timestamp":2,"x":"y""#,
+    ] {
+        assert!(decode(broken).is_none(), "accepted {broken}");
+    }
 }
