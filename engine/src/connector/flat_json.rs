@@ -10,7 +10,7 @@
 //!
 //! Records of a stream mostly share their layout: the same keys in the same order, the same
 //! skipped values. So the bytes between the declared values of the last record scanned in full
-//! are kept (its [`Shape`]); a record with exactly those bytes around its values needs no key
+//! are kept (its `Shape`); a record with exactly those bytes around its values needs no key
 //! scanning at all, only its values read. Identical bytes in the same place parse identically,
 //! so this gives what the full scan would.
 
