@@ -4,6 +4,7 @@
 pub mod blackhole;
 pub mod cassandra;
 pub mod filesystem;
+pub mod flat_json;
 pub mod kafka;
 pub mod memory;
 pub mod stdout;

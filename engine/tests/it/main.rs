@@ -12,6 +12,7 @@ mod demo;
 mod docs;
 mod end_to_end;
 mod errors;
+mod flat_json;
 mod golden;
 mod harness;
 mod kafka;

@@ -17,6 +17,7 @@ use datafusion::arrow::json::reader::Decoder as JsonDecoder;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{FileFormat, FilesystemOptions, list_files};
+use crate::connector::flat_json::FlatJsonDecoder;
 use crate::connector::{
     Malformed, MetadataKey, PartitionBatch, Polled, SourceColumn, SourceReader,
 };
@@ -60,6 +61,8 @@ pub struct FileSource {
     /// capacity instead of growing again for every micro-batch; with the batch size they were
     /// built for.
     json_decoders: (usize, Vec<JsonDecoder>),
+    /// The one-pass decoder tried first on JSON lines, when the physical columns allow it.
+    flat_json: Option<FlatJsonDecoder>,
 }
 
 impl FileSource {
@@ -84,6 +87,7 @@ impl FileSource {
         Self {
             table: table.to_string(),
             options: options.clone(),
+            flat_json: FlatJsonDecoder::new(Arc::clone(&physical)),
             physical,
             raw,
             columns,
@@ -201,7 +205,8 @@ impl FileSource {
         result
     }
 
-    /// Decodes a chunk of whole lines, JSON split across threads when it is large.
+    /// Decodes a chunk of whole lines, JSON split across threads when it is large; each JSON
+    /// piece goes through the one-pass decoder, or arrow-json's when that one declines.
     fn decode_in_parallel(
         &mut self,
         chunk: &[u8],
@@ -225,14 +230,20 @@ impl FileSource {
             self.json_decoders = (max_rows, decoders);
         }
         let per_piece = lines.len().div_ceil(pieces);
-        let physical = &self.physical;
+        let (physical, flat_json) = (&self.physical, self.flat_json.as_ref());
         let batches = std::thread::scope(|scope| {
             let handles: Vec<_> = lines
                 .chunks(per_piece)
                 .zip(self.json_decoders.1.iter_mut())
                 .map(|(piece, decoder)| {
                     let bytes = &chunk[piece[0].range.start..piece[piece.len() - 1].range.end + 1];
-                    scope.spawn(move || decode_json(decoder, physical, bytes, piece.len()))
+                    scope.spawn(move || {
+                        let records = piece.iter().map(|line| &chunk[line.range.clone()]);
+                        match flat_json.and_then(|flat| flat.decode(records)) {
+                            Some(batch) => Ok(batch),
+                            None => decode_json(decoder, physical, bytes, piece.len()),
+                        }
+                    })
                 })
                 .collect();
             handles

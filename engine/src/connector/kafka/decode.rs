@@ -1,8 +1,9 @@
-//! Kafka messages of one partition into one Arrow batch: JSON values decoded in bulk with
-//! arrow-json's streaming decoder, metadata columns filled from the messages.
+//! Kafka messages of one partition into one Arrow batch: JSON values decoded in bulk, metadata
+//! columns filled from the messages.
 //!
-//! The bulk path feeds every message to one decoder and checks after each that it produced
-//! exactly one complete record. If any message breaks that (or a value has the wrong type, which
+//! The bulk path first tries the one-pass [`FlatJsonDecoder`]; when it declines, it feeds every
+//! message to one arrow-json decoder and checks after each that it produced exactly one complete
+//! record. If any message breaks that (or a value has the wrong type, which
 //! shows at flush), the chunk is decoded again one message at a time so that only the bad
 //! messages are dropped and reported.
 
@@ -17,6 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::ReaderBuilder;
 
+use crate::connector::flat_json::FlatJsonDecoder;
 use crate::connector::{MetadataKey, SourceColumn};
 
 /// One message's metadata and where its value is in [`Chunk::bytes`].
@@ -95,6 +97,8 @@ pub struct JsonDecoder {
     physical: SchemaRef,
     raw: SchemaRef,
     columns: Vec<SourceColumn>,
+    /// The one-pass decoder tried first, when the physical columns allow it.
+    flat: Option<FlatJsonDecoder>,
 }
 
 impl JsonDecoder {
@@ -108,7 +112,8 @@ impl JsonDecoder {
                 .map(|(f, _)| Arc::clone(f))
                 .collect::<Vec<_>>(),
         ));
-        Self { physical, raw, columns }
+        let flat = FlatJsonDecoder::new(Arc::clone(&physical));
+        Self { physical, raw, columns, flat }
     }
 
     /// Whether a column wants message keys.
@@ -132,6 +137,10 @@ impl JsonDecoder {
     fn decode_bulk(&self, chunk: &Chunk) -> Result<RecordBatch, ArrowError> {
         if self.physical.fields().is_empty() {
             return empty_columns(&self.physical, chunk.len());
+        }
+        let values = (0..chunk.len()).map(|index| chunk.value(index));
+        if let Some(batch) = self.flat.as_ref().and_then(|flat| flat.decode(values)) {
+            return Ok(batch);
         }
         let mut decoder = ReaderBuilder::new(Arc::clone(&self.physical))
             .with_batch_size(chunk.len() + 1)
