@@ -2,6 +2,8 @@
 -- every symbol's ticks stay in order within one partition).
 -- `off` (the record's offset in its partition) breaks ties between ticks of the same second.
 -- Backtests read a file copy of the topic instead: `engine run --once --replay ticks=PATH`.
+-- TICKS_PARTITION_ASSIGNMENT=group lets engine replicas split the partitions (docs/operations.md,
+-- "Scaling"); KAFKA_SESSION_TIMEOUT_MS is how soon the others take a dead replica's over.
 CREATE TABLE ticks (
     symbol      TEXT   NOT NULL,
     price       DOUBLE NOT NULL,
@@ -16,5 +18,7 @@ CREATE TABLE ticks (
     'bootstrap.servers' = '${KAFKA_BROKERS:-localhost:9092}',
     format = 'json',
     'scan.startup.mode' = 'earliest-offset',
+    'scan.partition-assignment' = '${TICKS_PARTITION_ASSIGNMENT:-all}',
+    'properties.session.timeout.ms' = '${KAFKA_SESSION_TIMEOUT_MS:-45000}',
     'dead-letter.topic' = '${TICKS_DEAD_LETTER_TOPIC:-market.ticks.dead-letter}'
 );

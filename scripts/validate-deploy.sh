@@ -207,6 +207,15 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
             fail(f"{where}: engine probes are {probes}, expected /healthz and /readyz")
         if not container.get("resources", {}).get("limits"):
             fail(f"{where}: engine has no resource limits")
+        # Replicas must split the partitions and share their checkpoints.
+        if engine["spec"].get("replicas", 1) > 1:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            if env.get("TICKS_PARTITION_ASSIGNMENT") != "group":
+                fail(f"{where}: {engine['spec']['replicas']} engine replicas without TICKS_PARTITION_ASSIGNMENT=group would each read every partition")
+            claim = volumes.get(mounts.get(state, {}).get("name"), {}).get("persistentVolumeClaim", {}).get("claimName")
+            modes = by_kind.get("PersistentVolumeClaim", {}).get(claim, {}).get("spec", {}).get("accessModes", [])
+            if "ReadWriteMany" not in modes:
+                fail(f"{where}: engine replicas share --state-dir, but PersistentVolumeClaim {claim} is {modes}, not ReadWriteMany")
         if not any(p["spec"]["selector"]["matchLabels"] == engine["spec"]["selector"]["matchLabels"]
                    for p in by_kind.get("PodDisruptionBudget", {}).values()):
             fail(f"{where}: no PodDisruptionBudget selects the engine")

@@ -5,6 +5,11 @@
 //! and synced first, then `manifest.json` is replaced atomically (write, sync, rename). The
 //! manifest names its state file, so a crash at any point leaves either the old checkpoint or the
 //! new one; state files no manifest names are deleted after the rename.
+//!
+//! When replicas split a Kafka topic, each partition has a directory of its own,
+//! `<query>/partition-<n>`, on storage they share. A replica claims it by writing its name into
+//! `owner` before restoring; a checkpoint is only saved while `owner` still names the saver, so
+//! a replica that lost a partition without noticing cannot overwrite its new owner's progress.
 
 use std::fs::File;
 use std::io::Write;
@@ -38,23 +43,70 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
+    /// The replica that claimed this directory, for partition directories.
+    owner: Option<String>,
+}
+
+/// `name` with every character a file name could trip over replaced by `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect()
 }
 
 impl CheckpointStore {
     /// The checkpoints of query `name` under `state_dir`.
     pub fn open(state_dir: &Path, name: &str) -> Result<Self> {
-        let safe: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-            .collect();
-        let dir = state_dir.join(safe);
+        Self::create(state_dir.join(file_safe(name)), None)
+    }
+
+    /// The checkpoints of Kafka partition `partition` of query `name`, claimed for `owner`.
+    pub fn claim_partition(
+        state_dir: &Path,
+        name: &str,
+        partition: i32,
+        owner: &str,
+    ) -> Result<Self> {
+        let dir = state_dir.join(file_safe(name)).join(format!("partition-{partition}"));
+        let store = Self::create(dir, Some(owner.to_string()))?;
+        store.replace("owner", owner.as_bytes())?;
+        Ok(store)
+    }
+
+    fn create(dir: PathBuf, owner: Option<String>) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| {
             EngineError::io(
                 format!("cannot create state directory {} (check --state-dir)", dir.display()),
                 e,
             )
         })?;
-        Ok(Self { dir })
+        Ok(Self { dir, owner })
+    }
+
+    /// Fails with [`EngineError::Fenced`] when another replica claimed this directory since.
+    fn check_owner(&self) -> Result<()> {
+        let Some(owner) = &self.owner else { return Ok(()) };
+        let current = std::fs::read_to_string(self.dir.join("owner"))
+            .map_err(|e| self.io("reading the owner", e))?;
+        if &current != owner {
+            return Err(EngineError::Fenced(format!(
+                "{} now belongs to {current}",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replaces file `name` with `contents` atomically and durably (write, sync, rename).
+    fn replace(&self, name: &str, contents: &[u8]) -> Result<()> {
+        let what = format!("writing {name}");
+        let temp = self.dir.join(format!(".{name}.tmp"));
+        let mut file = File::create(&temp).map_err(|e| self.io(&what, e))?;
+        file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| self.io(&what, e))?;
+        std::fs::rename(&temp, self.dir.join(name)).map_err(|e| self.io(&what, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io("syncing the directory", e))
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> EngineError {
@@ -98,6 +150,7 @@ impl CheckpointStore {
 
     /// Writes a checkpoint durably, replacing the previous one.
     pub fn save(&self, mut manifest: Manifest, state: Option<&RecordBatch>) -> Result<()> {
+        self.check_owner()?;
         manifest.state_file = match state {
             None => None,
             Some(batch) => {
@@ -111,18 +164,9 @@ impl CheckpointStore {
                 Some(name)
             }
         };
-        let temp = self.dir.join(".manifest.json.tmp");
-        let mut file = File::create(&temp).map_err(|e| self.io("writing the manifest", e))?;
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| self.io("writing the manifest", e))?;
-        std::fs::rename(&temp, self.dir.join("manifest.json"))
-            .map_err(|e| self.io("replacing the manifest", e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.io("syncing the directory", e))?;
+        self.replace("manifest.json", &text)?;
         self.remove_stale(manifest.state_file.as_deref())
     }
 
@@ -178,5 +222,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(files.len(), 2, "{files:?}");
+    }
+
+    #[test]
+    fn a_partition_claimed_by_another_replica_refuses_the_old_owners_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = CheckpointStore::claim_partition(dir.path(), "q", 3, "replica-a").unwrap();
+        first.save(manifest(1), None).unwrap();
+        let second = CheckpointStore::claim_partition(dir.path(), "q", 3, "replica-b").unwrap();
+        assert_eq!(second.load().unwrap().unwrap().0.epoch, 1, "the new owner restores");
+        let refused = first.save(manifest(2), None).unwrap_err();
+        assert!(matches!(refused, EngineError::Fenced(_)), "{refused}");
+        assert!(refused.to_string().contains("replica-b"), "{refused}");
+        second.save(manifest(2), None).unwrap();
+        assert_eq!(second.load().unwrap().unwrap().0.epoch, 2);
+        assert!(dir.path().join("q/partition-3/manifest.json").exists());
     }
 }

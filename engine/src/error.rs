@@ -53,6 +53,9 @@ pub enum EngineError {
     /// Wrong process configuration (flags, environment).
     #[error("configuration: {0}")]
     Config(String),
+    /// Another replica took over this work (a Kafka partition); this one must stop.
+    #[error("taken over: {0}")]
+    Fenced(String),
     /// A connector could not read or write.
     #[error("{connector}: {message}")]
     Connector {
@@ -91,6 +94,12 @@ impl EngineError {
     /// An I/O failure with what the engine was doing at the time.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io { context: context.into(), source }
+    }
+
+    /// Whether trying again later can help: not for the user's mistakes, nor for work another
+    /// replica took over.
+    pub fn is_transient(&self) -> bool {
+        !self.is_user_error() && !matches!(self, Self::Fenced(_))
     }
 
     /// Whether the user can fix this by editing a query file or a flag.

@@ -60,6 +60,16 @@ pub struct QueryPlan {
     pub logical: LogicalPlan,
     /// DataFusion's execution context for the stage plans.
     pub task_ctx: Arc<TaskContext>,
+    /// What the plan was made from, to make another instance of it.
+    pub recipe: Arc<Recipe>,
+}
+
+/// What a query is planned from: its `INSERT INTO` and the tables and views it may read.
+#[derive(Debug)]
+pub struct Recipe {
+    insert: Located<InsertInto>,
+    tables: Vec<Arc<TableDef>>,
+    views: Vec<Located<CreateView>>,
 }
 
 /// The stages of a query.
@@ -103,6 +113,22 @@ impl QueryPlan {
         format!("{:?}{:?}", self.source.connector, self.sink.connector).hash(&mut hasher);
         self.emit.hash(&mut hasher);
         format!("{:016x}", hasher.finish())
+    }
+
+    /// Another instance of this query with stages of its own (its slots and state are not
+    /// shared with this one): one per partition when replicas split a topic.
+    pub async fn replan(&self) -> Result<QueryPlan> {
+        let recipe = &self.recipe;
+        let mut plan = split::plan_insert(
+            &self.name,
+            &recipe.insert,
+            &self.options,
+            &recipe.tables,
+            &recipe.views,
+        )
+        .await?;
+        plan.options = self.options.clone();
+        Ok(plan)
     }
 }
 

@@ -22,10 +22,11 @@ use datafusion::sql::sqlparser::ast;
 
 use super::context::new_session;
 use super::window::{WindowCall, rewrite_windows, window_bound};
-use super::{PipelineOptions, QueryPlan, Stages, WindowedStages};
+use super::{PipelineOptions, QueryPlan, Recipe, Stages, WindowedStages};
 use crate::catalog::{TableDef, df_message, df_position};
 use crate::connector::ConnectorSpec;
 use crate::connector::cassandra::CassandraOptions;
+use crate::connector::kafka::Assignment;
 use crate::error::{EngineError, Location, Result};
 use crate::runtime::slot::{BatchSlot, SlotTable};
 use crate::sql::{CreateView, Emit, InsertInto, Located};
@@ -285,6 +286,17 @@ pub async fn plan_insert(
             sink.connector.name()
         );
     }
+    if let ConnectorSpec::Kafka(kafka) = &source.connector
+        && kafka.assignment == Assignment::Group
+        && matches!(sink.connector, ConnectorSpec::Filesystem(_))
+    {
+        return crate::sql_err!(
+            at,
+            "table '{}' splits its topic between replicas ('scan.partition-assignment' = 'group'), whose partition tasks cannot share the files of table '{}'; write to a cassandra, stdout or blackhole table",
+            source.name,
+            sink.name
+        );
+    }
     let output = match &stages {
         Stages::Stateless { plan } => plan.schema(),
         Stages::Windowed(w) => w.post.schema(),
@@ -303,6 +315,11 @@ pub async fn plan_insert(
         options: options.clone(),
         logical: optimized,
         task_ctx: qc.ctx.task_ctx(),
+        recipe: Arc::new(Recipe {
+            insert: insert.clone(),
+            tables: tables.to_vec(),
+            views: views.to_vec(),
+        }),
     })
 }
 

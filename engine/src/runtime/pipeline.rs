@@ -70,6 +70,16 @@ impl RunStats {
         }
     }
 
+    /// Adds the totals of `other`, a run that went on alongside this one.
+    pub fn absorb(&mut self, other: RunStats) {
+        self.rows_in += other.rows_in;
+        self.rows_out += other.rows_out;
+        self.late += other.late;
+        self.malformed += other.malformed;
+        self.elapsed = self.elapsed.max(other.elapsed);
+        self.batch_durations.extend(other.batch_durations);
+    }
+
     /// The `q` quantile (0..=1) of micro-batch durations.
     pub fn batch_quantile(&self, q: f64) -> Duration {
         let mut sorted = self.batch_durations.clone();
@@ -120,6 +130,16 @@ impl QueryRunner {
             plan.source.source_columns.clone(),
             bounded,
         )?;
+        Self::with_source(plan, source, bounded)
+    }
+
+    /// Runs `plan` reading `source` rather than the source its table declares (one partition of
+    /// a split topic).
+    pub fn with_source(
+        plan: QueryPlan,
+        source: Box<dyn SourceReader>,
+        bounded: bool,
+    ) -> Result<Self> {
         let sink = open_sink(
             &plan.sink.name,
             &plan.sink.connector,
@@ -218,7 +238,7 @@ impl QueryRunner {
                     outcome
                 }
                 Err(_) if shutdown.is_cancelled() => return Ok(stats),
-                Err(err) if !self.bounded && !err.is_user_error() => {
+                Err(err) if !self.bounded && err.is_transient() => {
                     failures += 1;
                     counter!(m::SOURCE_ERRORS, "query" => self.plan.name.clone()).increment(1);
                     let wait = backoff(failures);

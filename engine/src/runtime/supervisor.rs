@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::partitioned::{PartitionedQuery, split_topic};
 use super::{QueryRunner, RunStats};
 use crate::checkpoint::CheckpointStore;
 use crate::error::{EngineError, Result};
@@ -133,12 +134,17 @@ impl Supervisor {
         let fingerprint = query.fingerprint();
         let options = query.options.clone();
         let file = query.location.file.as_ref().clone();
-        let mut runner = QueryRunner::new(query, self.config.once).await?;
-        if let Some(dir) = &self.config.state_dir {
-            runner = runner.with_checkpoints(CheckpointStore::open(dir, &name)?).await?;
-        }
         let token = CancellationToken::new();
-        let handle = tokio::spawn(runner.prefetching().run(token.clone()));
+        let handle = if split_topic(&query).is_some() && !self.config.once {
+            let query = PartitionedQuery::new(query, self.config.state_dir.as_deref())?;
+            tokio::spawn(query.run(token.clone()))
+        } else {
+            let mut runner = QueryRunner::new(query, self.config.once).await?;
+            if let Some(dir) = &self.config.state_dir {
+                runner = runner.with_checkpoints(CheckpointStore::open(dir, &name)?).await?;
+            }
+            tokio::spawn(runner.prefetching().run(token.clone()))
+        };
         self.generation += 1;
         tracing::info!(query = %name, "query started");
         self.running.insert(

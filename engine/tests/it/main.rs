@@ -20,6 +20,7 @@ mod oracle;
 mod outage;
 mod reload;
 mod repl;
+mod scale_out;
 mod schema;
 mod servers;
 mod shipped;

@@ -22,7 +22,11 @@ use crate::servers::{cql_session, create_topic, produce_all, shipped_env, shippe
 const KEY: &[&str] = &["symbol", "window_start"];
 
 /// Every row of `keyspace.table`, as the filesystem sink would encode it.
-async fn cassandra_rows(session: &Session, keyspace: &str, table: &str) -> Vec<Map<String, Value>> {
+pub async fn cassandra_rows(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+) -> Vec<Map<String, Value>> {
     let pager = session.query_iter(format!("SELECT * FROM {keyspace}.{table}"), ()).await.unwrap();
     let names: Vec<String> = pager.column_specs().iter().map(|c| c.name().to_string()).collect();
     let rows: Vec<Row> = pager.rows_stream::<Row>().unwrap().try_collect().await.unwrap();

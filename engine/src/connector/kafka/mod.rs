@@ -14,13 +14,18 @@
 //! );
 //! ```
 //!
-//! The engine assigns itself every partition of the topic (no group rebalancing): where it
-//! resumes comes from its own checkpoint, and the offsets it checkpoints are also committed to
-//! the consumer group `properties.group.id` (default `engine.<query>`: one group per query, as
-//! every query reads the topic on its own), so lag shows in Kafka tools and
+//! By default (`'scan.partition-assignment' = 'all'`) the engine assigns itself every partition
+//! of the topic: where it resumes comes from its own checkpoint, and the offsets it checkpoints
+//! are also committed to the consumer group `properties.group.id` (default `engine.<query>`: one
+//! group per query, as every query reads the topic on its own), so lag shows in Kafka tools and
 //! `'scan.startup.mode' = 'group-offsets'` can start from them.
+//!
+//! With `'scan.partition-assignment' = 'group'` the replicas of the engine join that consumer
+//! group and split the partitions between them ([`group`]); each partition then runs with state
+//! of its own, which the replica that takes it over restores.
 
 mod decode;
+pub mod group;
 mod source;
 
 pub use self::source::KafkaSource;
@@ -35,6 +40,7 @@ pub const OPTIONS: &[&str] = &[
     "format",
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
+    "scan.partition-assignment",
     "dead-letter.topic",
     "properties.*",
 ];
@@ -56,6 +62,16 @@ pub enum StartupMode {
     Timestamp(i64),
 }
 
+/// Which partitions a replica reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Every partition of the topic, with one window state for all.
+    All,
+    /// The partitions the consumer group gives this replica, each with a window state of its
+    /// own: replicas in the group split the topic.
+    Group,
+}
+
 /// Validated `WITH` options of a Kafka table.
 #[derive(Debug, Clone)]
 pub struct KafkaOptions {
@@ -67,6 +83,8 @@ pub struct KafkaOptions {
     pub group_id: Option<String>,
     /// Where reading starts without a checkpoint.
     pub startup: StartupMode,
+    /// Which partitions this replica reads.
+    pub assignment: Assignment,
     /// Where malformed messages are copied, if anywhere.
     pub dead_letter_topic: Option<String>,
     /// Every `properties.*` option, prefix removed, for librdkafka (without `group.id`).
@@ -119,6 +137,22 @@ impl KafkaOptions {
             (Some("group-offsets"), None) => StartupMode::GroupOffsets,
             (Some(_) | None, None) => StartupMode::Earliest,
         };
+        let assignment =
+            match options.pull_choice("scan.partition-assignment", &["all", "group"])? {
+                Some("group") => Assignment::Group,
+                _ => Assignment::All,
+            };
+        let strategy = options.pull_str("properties.partition.assignment.strategy");
+        if let Some(strategy) = &strategy
+            && assignment == Assignment::Group
+            && strategy.value.contains("cooperative")
+        {
+            return crate::sql_err!(
+                strategy.location,
+                "'scan.partition-assignment' = 'group' hands partitions over in eager rebalances; use 'range' or 'roundrobin' instead of '{}'",
+                strategy.value
+            );
+        }
         let dead_letter_topic = options.pull_str("dead-letter.topic").map(|o| o.value);
         let reserved =
             RESERVED.iter().find_map(|key| options.pull_str(&format!("properties.{key}")));
@@ -131,8 +165,17 @@ impl KafkaOptions {
             );
         }
         let mut properties = options.pull_prefixed("properties.");
+        properties.extend(strategy.map(|s| ("partition.assignment.strategy".to_string(), s.value)));
         let group_id =
             properties.iter().position(|(k, _)| k == "group.id").map(|i| properties.remove(i).1);
-        Ok(Self { topic, bootstrap_servers, group_id, startup, dead_letter_topic, properties })
+        Ok(Self {
+            topic,
+            bootstrap_servers,
+            group_id,
+            startup,
+            assignment,
+            dead_letter_topic,
+            properties,
+        })
     }
 }

@@ -1,5 +1,7 @@
 //! Reads a Kafka topic as a stream: every partition of the topic is assigned to this consumer
-//! and is one engine partition (index = Kafka partition number).
+//! and is one engine partition (index = Kafka partition number). A source made
+//! [`for_partition`](KafkaSource::for_partition) reads that one partition only (engine partition
+//! 0) and commits through the replica's consumer group member.
 //!
 //! A poll takes what librdkafka has fetched within a short timeout, at most `max_rows` per
 //! partition; messages beyond that wait in a per-partition overflow chunk (the partition is
@@ -26,6 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 
 use super::decode::{Chunk, JsonDecoder};
+use super::group::GroupMember;
 use super::{KafkaOptions, StartupMode};
 use crate::connector::{Malformed, PartitionBatch, Polled, SourceColumn, SourceReader};
 use crate::error::{EngineError, Result};
@@ -48,8 +51,12 @@ pub struct KafkaSource {
     consumer: Arc<BaseConsumer>,
     decoder: JsonDecoder,
     dead_letter: Option<FutureProducer>,
-    /// Partitions of the topic (numbered from 0), once known.
-    partitions: usize,
+    /// The one partition read, when not all of them.
+    only: Option<i32>,
+    /// Commits go through this group member rather than through `consumer`.
+    member: Option<Arc<GroupMember>>,
+    /// The partitions read, once known, in order: engine partition `i` is `read[i]`.
+    read: Vec<i32>,
     /// Whether the consumer is assigned to every known partition.
     assigned: bool,
     /// Per partition: the offset after the last message returned by `poll`.
@@ -141,7 +148,9 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             decoder: JsonDecoder::new(raw, columns),
             dead_letter,
-            partitions: 0,
+            only: None,
+            member: None,
+            read: vec![],
             assigned: false,
             next: BTreeMap::new(),
             overflow: BTreeMap::new(),
@@ -154,15 +163,36 @@ impl KafkaSource {
         })
     }
 
+    /// A source reading partition `partition` only, as a task of a replica that `member` keeps
+    /// in the consumer group; offsets are committed through `member`.
+    pub fn for_partition(
+        table: &str,
+        options: &KafkaOptions,
+        raw: SchemaRef,
+        columns: Vec<SourceColumn>,
+        partition: i32,
+        member: Arc<GroupMember>,
+    ) -> Result<Self> {
+        let mut source = Self::new(table, member.group(), options, raw, columns, false)?;
+        source.only = Some(partition);
+        source.member = Some(member);
+        Ok(source)
+    }
+
+    /// The engine partition of Kafka partition `partition`.
+    fn engine_partition(&self, partition: i32) -> Option<usize> {
+        self.read.binary_search(&partition).ok()
+    }
+
     /// Asks the broker for every partition's high watermark (for the lag). A failure only
     /// leaves the lag stale.
     async fn read_high_watermarks(&mut self) {
         self.high_read = Some(Instant::now());
         let consumer = Arc::clone(&self.consumer);
         let topic = self.options.topic.clone();
-        let partitions = i32::try_from(self.partitions).unwrap_or(i32::MAX);
+        let partitions = self.read.clone();
         let read =
-            tokio::task::spawn_blocking(move || high_watermarks(&consumer, &topic, partitions))
+            tokio::task::spawn_blocking(move || high_watermarks(&consumer, &topic, &partitions))
                 .await;
         match read {
             Ok(Ok(high)) => self.high = high,
@@ -177,16 +207,17 @@ impl KafkaSource {
         EngineError::connector(format!("kafka source '{}'", self.table), message)
     }
 
-    /// Learns the topic's partitions and assigns them all, each at its restored offset or where
-    /// the startup mode says.
+    /// Learns the topic's partitions and assigns them all (or the only one), each at its restored
+    /// offset or where the startup mode says.
     async fn assign(&mut self) -> Result<()> {
         let consumer = Arc::clone(&self.consumer);
         let topic = self.options.topic.clone();
         let startup = self.options.startup;
         let next = self.next.clone();
+        let only = self.only;
         // A bounded source fixes where it ends when it first starts reading.
         let fetch_ends = self.ends.as_ref().is_some_and(BTreeMap::is_empty);
-        type Assigned = (usize, BTreeMap<i32, i64>);
+        type Assigned = (Vec<i32>, BTreeMap<i32, i64>);
         let (assigned, ends) = tokio::task::spawn_blocking(move || -> Result<Assigned, String> {
             let metadata = consumer
                 .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
@@ -201,9 +232,14 @@ impl KafkaSource {
                 Some((Some(e), _)) => return Err(format!("topic '{topic}': {e:?}")),
                 _ => return Err(format!("topic '{topic}' does not exist or has no partitions")),
             };
+            let read: Vec<i32> = match only {
+                Some(p) if (0..count as i32).contains(&p) => vec![p],
+                Some(p) => return Err(format!("topic '{topic}' has no partition {p}")),
+                None => (0..count as i32).collect(),
+            };
             let mut list = TopicPartitionList::new();
             let mut by_time = TopicPartitionList::new();
-            for p in 0..count as i32 {
+            for &p in &read {
                 let offset = match (next.get(&p), startup) {
                     (Some(&o), _) => Offset::Offset(o),
                     (None, StartupMode::Earliest) => Offset::Beginning,
@@ -232,25 +268,25 @@ impl KafkaSource {
                 }
             }
             let ends = match fetch_ends {
-                true => high_watermarks(&consumer, &topic, count as i32)
+                true => high_watermarks(&consumer, &topic, &read)
                     .map_err(|e| format!("cannot read the high watermarks of '{topic}': {e}"))?,
                 false => BTreeMap::new(),
             };
             consumer
                 .assign(&list)
                 .map_err(|e| format!("cannot assign the partitions of '{topic}': {e}"))?;
-            Ok((count, ends))
+            Ok((read, ends))
         })
         .await
         .map_err(|e| self.error(format!("assignment task failed: {e}")))?
         .map_err(|e| self.error(e))?;
-        if assigned != self.partitions {
-            tracing::debug!(table = %self.table, topic = %self.options.topic, partitions = assigned, ends = ?ends, "reading every partition of the topic");
+        if assigned != self.read {
+            tracing::debug!(table = %self.table, topic = %self.options.topic, partitions = ?assigned, ends = ?ends, "reading partitions");
         }
         if fetch_ends {
             self.ends = Some(ends);
         }
-        self.partitions = assigned;
+        self.read = assigned;
         self.assigned = true;
         self.paused.clear();
         Ok(())
@@ -262,7 +298,7 @@ impl KafkaSource {
     fn newly_finished(&mut self) -> Vec<usize> {
         let Some(ends) = &self.ends else { return vec![] };
         let mut finished = vec![];
-        for partition in 0..i32::try_from(self.partitions).unwrap_or(i32::MAX) {
+        for (index, &partition) in self.read.iter().enumerate() {
             if self.finished.contains(&partition) {
                 continue;
             }
@@ -272,7 +308,7 @@ impl KafkaSource {
                 self.at_end.contains(&partition) && !self.overflow.contains_key(&partition);
             if read || reached {
                 self.finished.insert(partition);
-                finished.extend(usize::try_from(partition));
+                finished.push(index);
             }
         }
         finished
@@ -408,7 +444,7 @@ impl SourceReader for KafkaSource {
         let start =
             Fetched { out, overflow: std::mem::take(&mut self.overflow), ..Fetched::default() };
         let (partitions, keys, ends) =
-            (self.partitions, self.decoder.wants_keys(), self.ends.clone());
+            (self.read.len(), self.decoder.wants_keys(), self.ends.clone());
         let fetched = tokio::task::spawn_blocking(move || {
             fetch(&consumer, start, max_rows, partitions, keys, ends.as_ref())
         })
@@ -432,7 +468,7 @@ impl SourceReader for KafkaSource {
             }
         }
 
-        let mut polled = Polled { partitions: self.partitions, ..Polled::default() };
+        let mut polled = Polled { partitions: self.read.len(), ..Polled::default() };
         for (partition, chunk) in out {
             let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
             let earliest = chunk.records.iter().filter_map(|r| r.timestamp).min();
@@ -451,8 +487,9 @@ impl SourceReader for KafkaSource {
             }
             self.next.insert(partition, last + 1);
             if batch.num_rows() > 0 {
-                let index =
-                    usize::try_from(partition).map_err(|_| self.error("negative partition"))?;
+                let index = self.engine_partition(partition).ok_or_else(|| {
+                    self.error(format!("message of unread partition {partition}"))
+                })?;
                 polled.batches.push(PartitionBatch { partition: index, batch });
             }
         }
@@ -502,6 +539,16 @@ impl SourceReader for KafkaSource {
         if position.offsets.is_empty() {
             return Ok(());
         }
+        if let Some(member) = self.member.clone() {
+            let (topic, offsets): (String, Vec<(i32, i64)>) =
+                (position.topic, position.offsets.into_iter().collect());
+            return tokio::task::spawn_blocking(move || member.commit(&topic, &offsets))
+                .await
+                .map_err(|e| self.error(format!("commit task failed: {e}")))?
+                .map_err(|e| {
+                    self.error(format!("cannot commit offsets to group '{}': {e}", self.group))
+                });
+        }
         let mut list = TopicPartitionList::new();
         for (&partition, &offset) in &position.offsets {
             list.add_partition_offset(&position.topic, partition, Offset::Offset(offset))
@@ -517,14 +564,15 @@ impl SourceReader for KafkaSource {
     }
 }
 
-/// The high watermark of partitions `0..partitions` of `topic` (one blocking request each).
+/// The high watermark of `partitions` of `topic` (one blocking request each).
 fn high_watermarks(
     consumer: &BaseConsumer,
     topic: &str,
-    partitions: i32,
+    partitions: &[i32],
 ) -> KafkaResult<BTreeMap<i32, i64>> {
-    (0..partitions)
-        .map(|p| consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).map(|(_, high)| (p, high)))
+    partitions
+        .iter()
+        .map(|&p| consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).map(|(_, high)| (p, high)))
         .collect()
 }
 
