@@ -26,7 +26,7 @@ eval "$(scripts/test-env.sh env)"
 WORK=$(mktemp -d)
 ENGINE=""
 cleanup() {
-    if [ -n "$ENGINE" ]; then kill "$ENGINE" 2>/dev/null || true; fi
+    if [ -n "$ENGINE" ]; then pkill -P "$ENGINE" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -57,7 +57,8 @@ start_engine() {
 }
 
 stop_engine() {
-    kill -INT "$ENGINE"
+    # $ENGINE is /usr/bin/time, which ignores SIGINT: signal the engine, its child.
+    pkill -INT -P "$ENGINE"
     wait "$ENGINE" || true
     ENGINE=""
 }

@@ -203,6 +203,9 @@ pub struct Polled {
     /// the connector has one (Kafka: the message timestamp): the start of the end-to-end
     /// latency.
     pub earliest_record_ms: Option<i64>,
+    /// More rows are waiting right now, beyond what this poll could take in its time: the next
+    /// micro-batch should start at once rather than at the next trigger.
+    pub more_available: bool,
 }
 
 /// Reads a source's partitions incrementally.

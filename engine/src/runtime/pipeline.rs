@@ -290,8 +290,11 @@ impl QueryRunner {
             gauge!(m::CONSUMER_LAG, &labels).set(lag as f64);
         }
 
-        let mut outcome =
-            StepOutcome { malformed: polled.malformed.len(), ..StepOutcome::default() };
+        let mut outcome = StepOutcome {
+            malformed: polled.malformed.len(),
+            more_available: polled.more_available,
+            ..StepOutcome::default()
+        };
         let watermark_before = self.watermarks.current();
         let mut batches = Vec::with_capacity(polled.batches.len());
         for part in polled.batches {

@@ -1,6 +1,10 @@
 //! Reads one micro-batch ahead: the source polls (reads, decodes) on a task of its own while the
 //! runner works on what the previous poll returned, so both cores stay busy.
 //!
+//! It only reads ahead while there is a backlog (the last poll filled a partition's batch or
+//! the source said more is waiting). Otherwise the runner waits for its next trigger, and a
+//! poll read ahead would hand it rows that aged meanwhile: the next poll is made at the trigger.
+//!
 //! Positions stay exact: every poll's position is taken right after it, on the task, and
 //! [`SourceReader::position`] answers with the position of the last poll handed out, never of
 //! the one read ahead. At most one poll is ahead, so a slow sink still slows the source.
@@ -115,9 +119,13 @@ impl SourceReader for Prefetching {
         let polled = reply.polled?;
         self.position = reply.position;
         self.lag = reply.lag;
-        // Read the next micro-batch while this one runs.
-        self.send(Command::Poll(max_rows))?;
-        self.ahead = true;
+        let backlog =
+            polled.more_available || polled.batches.iter().any(|b| b.batch.num_rows() >= max_rows);
+        if backlog {
+            // Read the next micro-batch while this one runs.
+            self.send(Command::Poll(max_rows))?;
+            self.ahead = true;
+        }
         Ok(polled)
     }
 

@@ -117,7 +117,13 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // librdkafka stops fetching for this long once a partition's local queue is full;
+            // its default (1 s) idles the consumer between micro-batches that drain the queue.
+            .set("fetch.queue.backoff.ms", "10")
+            // A caught-up consumer's fetch waits at the broker at most this long for new
+            // messages; brokers that answer only when it expires add it to the latency.
+            .set("fetch.wait.max.ms", "100");
         for (key, value) in &options.properties {
             config.set(key, value);
         }
@@ -177,6 +183,13 @@ impl KafkaSource {
         source.only = Some(partition);
         source.member = Some(member);
         Ok(source)
+    }
+
+    /// Following the topic: whether some partition had messages beyond the next offset when the
+    /// high watermarks were last read (so a backlog is being worked off).
+    fn behind(&self) -> bool {
+        self.ends.is_none()
+            && self.next.iter().any(|(p, &next)| self.high.get(p).is_some_and(|&high| high > next))
     }
 
     /// The engine partition of Kafka partition `partition`.
@@ -356,6 +369,8 @@ struct Fetched {
     at_end: Vec<i32>,
     /// Fetch errors; librdkafka retries them.
     errors: Vec<String>,
+    /// The time budget ran out while messages were still coming.
+    cut_short: bool,
 }
 
 /// Fetches what is available: waits up to [`POLL_WAIT`] for a first message, then collects for
@@ -372,7 +387,14 @@ fn fetch(
     let deadline = Instant::now() + POLL_BUDGET;
     let mut full = fetched.out.values().filter(|c| c.len() >= max_rows).count();
     let mut wait = POLL_WAIT;
-    while full < partitions && Instant::now() < deadline {
+    let mut taken = 0u32;
+    while full < partitions {
+        // Reading the clock costs about as much as taking a message: look every so often.
+        taken = taken.wrapping_add(1);
+        if taken.is_multiple_of(64) && Instant::now() >= deadline {
+            fetched.cut_short = true;
+            break;
+        }
         let Some(result) = consumer.poll(wait) else { break };
         wait = Duration::ZERO;
         let message = match result {
@@ -450,7 +472,7 @@ impl SourceReader for KafkaSource {
         })
         .await;
         // From here on messages are consumed: nothing may fail without returning them.
-        let Fetched { out, overflow, at_end, errors } =
+        let Fetched { out, overflow, at_end, errors, cut_short } =
             fetched.map_err(|e| self.error(format!("fetch task failed: {e}")))?;
         self.overflow = overflow;
         self.at_end.extend(at_end);
@@ -468,7 +490,11 @@ impl SourceReader for KafkaSource {
             }
         }
 
-        let mut polled = Polled { partitions: self.read.len(), ..Polled::default() };
+        let mut polled = Polled {
+            partitions: self.read.len(),
+            more_available: cut_short || self.behind(),
+            ..Polled::default()
+        };
         for (partition, chunk) in out {
             let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
             let earliest = chunk.records.iter().filter_map(|r| r.timestamp).min();
