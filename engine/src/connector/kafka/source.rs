@@ -3,6 +3,10 @@
 //! [`for_partition`](KafkaSource::for_partition) reads that one partition only (engine partition
 //! 0) and commits through the replica's consumer group member.
 //!
+//! Reading every partition, the partitions are shared among up to [`MAX_FETCHERS`] consumers
+//! (one per core), polled in parallel: librdkafka keeps one fetch request in flight per
+//! connection, so one consumer waits on round trips long before the cores are busy.
+//!
 //! A poll takes what librdkafka has fetched within a short timeout, at most `max_rows` per
 //! partition; messages beyond that wait in a per-partition overflow chunk (the partition is
 //! paused meanwhile, so the overflow stays bounded). The position is the next offset of every
@@ -39,6 +43,8 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 const POLL_BUDGET: Duration = Duration::from_millis(250);
 /// How often the high watermarks (for the consumer lag) are read from the broker.
 const HIGH_WATERMARK_REFRESH: Duration = Duration::from_secs(5);
+/// Most consumers one source reads with.
+const MAX_FETCHERS: usize = 4;
 /// Timeout of metadata, offset and commit requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,7 +54,11 @@ pub struct KafkaSource {
     /// The consumer group offsets are committed to.
     group: String,
     options: KafkaOptions,
+    /// Reads metadata, commits, and fetches the first share of the partitions.
     consumer: Arc<BaseConsumer>,
+    /// Consumers fetching the other shares, made like `consumer` from `config`.
+    fetchers: Vec<Arc<BaseConsumer>>,
+    config: ClientConfig,
     decoder: JsonDecoder,
     dead_letter: Option<FutureProducer>,
     /// The one partition read, when not all of them.
@@ -152,6 +162,8 @@ impl KafkaSource {
             group: group.to_string(),
             options: options.clone(),
             consumer: Arc::new(consumer),
+            fetchers: vec![],
+            config,
             decoder: JsonDecoder::new(raw, columns),
             dead_letter,
             only: None,
@@ -192,6 +204,30 @@ impl KafkaSource {
             && self.next.iter().any(|(p, &next)| self.high.get(p).is_some_and(|&high| high > next))
     }
 
+    /// The consumers fetching, in share order.
+    fn consumers(&self) -> Vec<Arc<BaseConsumer>> {
+        std::iter::once(&self.consumer).chain(&self.fetchers).cloned().collect()
+    }
+
+    /// `partitions` grouped by the consumer that fetches them.
+    fn by_consumer(&self, partitions: &[i32]) -> Vec<(Arc<BaseConsumer>, TopicPartitionList)> {
+        let consumers = self.consumers();
+        let shares = consumers.len();
+        consumers
+            .into_iter()
+            .enumerate()
+            .map(|(share, consumer)| {
+                let mine: Vec<i32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|&p| share_of(&self.read, p, shares) == share)
+                    .collect();
+                (consumer, partition_list(&self.options.topic, &mine))
+            })
+            .filter(|(_, list)| list.count() > 0)
+            .collect()
+    }
+
     /// The engine partition of Kafka partition `partition`.
     fn engine_partition(&self, partition: i32) -> Option<usize> {
         self.read.binary_search(&partition).ok()
@@ -224,75 +260,100 @@ impl KafkaSource {
     /// offset or where the startup mode says.
     async fn assign(&mut self) -> Result<()> {
         let consumer = Arc::clone(&self.consumer);
+        let mut fetchers = std::mem::take(&mut self.fetchers);
+        let config = self.config.clone();
         let topic = self.options.topic.clone();
         let startup = self.options.startup;
         let next = self.next.clone();
         let only = self.only;
         // A bounded source fixes where it ends when it first starts reading.
         let fetch_ends = self.ends.as_ref().is_some_and(BTreeMap::is_empty);
-        type Assigned = (Vec<i32>, BTreeMap<i32, i64>);
-        let (assigned, ends) = tokio::task::spawn_blocking(move || -> Result<Assigned, String> {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-                .map_err(|e| format!("cannot read the metadata of topic '{topic}': {e}"))?;
-            let partitions = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .map(|t| (t.error(), t.partitions().len()));
-            let count = match partitions {
-                Some((None, n)) if n > 0 => n,
-                Some((Some(e), _)) => return Err(format!("topic '{topic}': {e:?}")),
-                _ => return Err(format!("topic '{topic}' does not exist or has no partitions")),
-            };
-            let read: Vec<i32> = match only {
-                Some(p) if (0..count as i32).contains(&p) => vec![p],
-                Some(p) => return Err(format!("topic '{topic}' has no partition {p}")),
-                None => (0..count as i32).collect(),
-            };
-            let mut list = TopicPartitionList::new();
-            let mut by_time = TopicPartitionList::new();
-            for &p in &read {
-                let offset = match (next.get(&p), startup) {
-                    (Some(&o), _) => Offset::Offset(o),
-                    (None, StartupMode::Earliest) => Offset::Beginning,
-                    (None, StartupMode::Latest) => Offset::End,
-                    (None, StartupMode::GroupOffsets) => Offset::Stored,
-                    (None, StartupMode::Timestamp(millis)) => {
-                        by_time
-                            .add_partition_offset(&topic, p, Offset::Offset(millis))
-                            .map_err(|e| e.to_string())?;
-                        continue;
+        type Assigned = (Vec<i32>, BTreeMap<i32, i64>, Vec<Arc<BaseConsumer>>);
+        let (assigned, ends, fetchers) =
+            tokio::task::spawn_blocking(move || -> Result<Assigned, String> {
+                let metadata = consumer
+                    .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+                    .map_err(|e| format!("cannot read the metadata of topic '{topic}': {e}"))?;
+                let partitions = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| (t.error(), t.partitions().len()));
+                let count = match partitions {
+                    Some((None, n)) if n > 0 => n,
+                    Some((Some(e), _)) => return Err(format!("topic '{topic}': {e:?}")),
+                    _ => {
+                        return Err(format!("topic '{topic}' does not exist or has no partitions"));
                     }
                 };
-                list.add_partition_offset(&topic, p, offset).map_err(|e| e.to_string())?;
-            }
-            if by_time.count() > 0 {
-                let found = consumer.offsets_for_times(by_time, REQUEST_TIMEOUT).map_err(|e| {
-                    format!("cannot look up offsets by timestamp in '{topic}': {e}")
-                })?;
-                let found: Vec<(i32, Offset)> =
-                    found.elements().iter().map(|e| (e.partition(), e.offset())).collect();
-                for (p, offset) in found {
-                    // No message at or after the timestamp: start at the end.
-                    let offset =
-                        if matches!(offset, Offset::Offset(_)) { offset } else { Offset::End };
+                let read: Vec<i32> = match only {
+                    Some(p) if (0..count as i32).contains(&p) => vec![p],
+                    Some(p) => return Err(format!("topic '{topic}' has no partition {p}")),
+                    None => (0..count as i32).collect(),
+                };
+                let mut list = TopicPartitionList::new();
+                let mut by_time = TopicPartitionList::new();
+                for &p in &read {
+                    let offset = match (next.get(&p), startup) {
+                        (Some(&o), _) => Offset::Offset(o),
+                        (None, StartupMode::Earliest) => Offset::Beginning,
+                        (None, StartupMode::Latest) => Offset::End,
+                        (None, StartupMode::GroupOffsets) => Offset::Stored,
+                        (None, StartupMode::Timestamp(millis)) => {
+                            by_time
+                                .add_partition_offset(&topic, p, Offset::Offset(millis))
+                                .map_err(|e| e.to_string())?;
+                            continue;
+                        }
+                    };
                     list.add_partition_offset(&topic, p, offset).map_err(|e| e.to_string())?;
                 }
-            }
-            let ends = match fetch_ends {
-                true => high_watermarks(&consumer, &topic, &read)
-                    .map_err(|e| format!("cannot read the high watermarks of '{topic}': {e}"))?,
-                false => BTreeMap::new(),
-            };
-            consumer
-                .assign(&list)
-                .map_err(|e| format!("cannot assign the partitions of '{topic}': {e}"))?;
-            Ok((read, ends))
-        })
-        .await
-        .map_err(|e| self.error(format!("assignment task failed: {e}")))?
-        .map_err(|e| self.error(e))?;
+                if by_time.count() > 0 {
+                    let found =
+                        consumer.offsets_for_times(by_time, REQUEST_TIMEOUT).map_err(|e| {
+                            format!("cannot look up offsets by timestamp in '{topic}': {e}")
+                        })?;
+                    let found: Vec<(i32, Offset)> =
+                        found.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+                    for (p, offset) in found {
+                        // No message at or after the timestamp: start at the end.
+                        let offset =
+                            if matches!(offset, Offset::Offset(_)) { offset } else { Offset::End };
+                        list.add_partition_offset(&topic, p, offset).map_err(|e| e.to_string())?;
+                    }
+                }
+                let ends = match fetch_ends {
+                    true => high_watermarks(&consumer, &topic, &read).map_err(|e| {
+                        format!("cannot read the high watermarks of '{topic}': {e}")
+                    })?,
+                    false => BTreeMap::new(),
+                };
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let shares = read.len().min(cores).clamp(1, MAX_FETCHERS);
+                while fetchers.len() + 1 < shares {
+                    let fetcher: BaseConsumer =
+                        config.create().map_err(|e| format!("cannot create a consumer: {e}"))?;
+                    fetchers.push(Arc::new(fetcher));
+                }
+                fetchers.truncate(shares - 1);
+                let mut lists = vec![TopicPartitionList::new(); shares];
+                for element in list.elements() {
+                    let share = share_of(&read, element.partition(), shares);
+                    lists[share]
+                        .add_partition_offset(&topic, element.partition(), element.offset())
+                        .map_err(|e| e.to_string())?;
+                }
+                for (fetcher, list) in std::iter::once(&consumer).chain(&fetchers).zip(&lists) {
+                    fetcher
+                        .assign(list)
+                        .map_err(|e| format!("cannot assign the partitions of '{topic}': {e}"))?;
+                }
+                Ok((read, ends, fetchers))
+            })
+            .await
+            .map_err(|e| self.error(format!("assignment task failed: {e}")))?
+            .map_err(|e| self.error(e))?;
+        self.fetchers = fetchers;
         if assigned != self.read {
             tracing::debug!(table = %self.table, topic = %self.options.topic, partitions = ?assigned, ends = ?ends, "reading partitions");
         }
@@ -358,6 +419,11 @@ fn is_client_property(key: &str) -> bool {
         .any(|prefix| key.starts_with(prefix))
 }
 
+/// Which of `shares` consumers fetches `partition`, one of `read`.
+fn share_of(read: &[i32], partition: i32, shares: usize) -> usize {
+    read.binary_search(&partition).map_or(0, |index| index % shares.max(1))
+}
+
 /// What fetching collected.
 #[derive(Default)]
 struct Fetched {
@@ -371,6 +437,17 @@ struct Fetched {
     errors: Vec<String>,
     /// The time budget ran out while messages were still coming.
     cut_short: bool,
+}
+
+impl Fetched {
+    /// Adds what another consumer fetched for other partitions.
+    fn absorb(&mut self, other: Fetched) {
+        self.out.extend(other.out);
+        self.overflow.extend(other.overflow);
+        self.at_end.extend(other.at_end);
+        self.errors.extend(other.errors);
+        self.cut_short |= other.cut_short;
+    }
 }
 
 /// Fetches what is available: waits up to [`POLL_WAIT`] for a first message, then collects for
@@ -456,24 +533,42 @@ impl SourceReader for KafkaSource {
         let to_resume: Vec<i32> =
             self.paused.iter().copied().filter(|p| !self.overflow.contains_key(p)).collect();
         if !to_resume.is_empty() {
-            self.consumer
-                .resume(&partition_list(&self.options.topic, &to_resume))
-                .map_err(|e| self.error(format!("cannot resume partitions: {e}")))?;
+            for (consumer, list) in self.by_consumer(&to_resume) {
+                consumer
+                    .resume(&list)
+                    .map_err(|e| self.error(format!("cannot resume partitions: {e}")))?;
+            }
             self.paused.retain(|p| !to_resume.contains(p));
         }
 
-        let consumer = Arc::clone(&self.consumer);
-        let start =
-            Fetched { out, overflow: std::mem::take(&mut self.overflow), ..Fetched::default() };
-        let (partitions, keys, ends) =
-            (self.read.len(), self.decoder.wants_keys(), self.ends.clone());
-        let fetched = tokio::task::spawn_blocking(move || {
-            fetch(&consumer, start, max_rows, partitions, keys, ends.as_ref())
-        })
-        .await;
+        // Every consumer fetches its share of the partitions, in parallel.
+        let consumers = self.consumers();
+        let mut starts: Vec<(Fetched, usize)> =
+            consumers.iter().map(|_| (Fetched::default(), 0)).collect();
+        for &partition in &self.read {
+            starts[share_of(&self.read, partition, consumers.len())].1 += 1;
+        }
+        for (partition, chunk) in out {
+            starts[share_of(&self.read, partition, consumers.len())].0.out.insert(partition, chunk);
+        }
+        for (partition, chunk) in std::mem::take(&mut self.overflow) {
+            let share = share_of(&self.read, partition, consumers.len());
+            starts[share].0.overflow.insert(partition, chunk);
+        }
+        let keys = self.decoder.wants_keys();
+        let fetches = consumers.into_iter().zip(starts).map(|(consumer, (start, partitions))| {
+            let ends = self.ends.clone();
+            tokio::task::spawn_blocking(move || {
+                fetch(&consumer, start, max_rows, partitions, keys, ends.as_ref())
+            })
+        });
         // From here on messages are consumed: nothing may fail without returning them.
-        let Fetched { out, overflow, at_end, errors, cut_short } =
-            fetched.map_err(|e| self.error(format!("fetch task failed: {e}")))?;
+        let mut fetched = Fetched::default();
+        for result in futures::future::join_all(fetches).await {
+            let share = result.map_err(|e| self.error(format!("fetch task failed: {e}")))?;
+            fetched.absorb(share);
+        }
+        let Fetched { out, overflow, at_end, errors, cut_short } = fetched;
         self.overflow = overflow;
         self.at_end.extend(at_end);
         for error in errors {
@@ -482,12 +577,12 @@ impl SourceReader for KafkaSource {
         let to_pause: Vec<i32> =
             self.overflow.keys().copied().filter(|p| !self.paused.contains(p)).collect();
         if !to_pause.is_empty() {
-            match self.consumer.pause(&partition_list(&self.options.topic, &to_pause)) {
-                Ok(()) => self.paused.extend(to_pause),
-                Err(e) => {
-                    tracing::warn!(table = %self.table, error = %e, "cannot pause partitions")
+            for (consumer, list) in self.by_consumer(&to_pause) {
+                if let Err(e) = consumer.pause(&list) {
+                    tracing::warn!(table = %self.table, error = %e, "cannot pause partitions");
                 }
             }
+            self.paused.extend(to_pause);
         }
 
         let mut polled = Polled {
