@@ -428,10 +428,11 @@ async fn lag_is_the_high_watermark_minus_what_was_read() {
     let (_dir, pipeline, errors) = plan(&[("ticks.sql", ddl)]).await;
     assert!(errors.is_empty(), "{errors:?}");
     let mut source = open(table(&pipeline, "ticks"));
-    // At most 10 rows per partition per poll: read 20 of each, then look at the lag.
+    // At most 10 rows per partition per poll: read 20 of each, then look at the lag (read in
+    // the background, so poll on until it has arrived).
     let mut read_so_far = [0i64; 2];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while read_so_far.iter().any(|&n| n < 20) {
+    while read_so_far.iter().any(|&n| n < 20) || source.lag().len() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "read only {read_so_far:?}");
         for batch in source.poll(10).await.unwrap().batches {
             read_so_far[batch.partition] += batch.batch.num_rows() as i64;

@@ -75,6 +75,8 @@ pub struct KafkaSource {
     overflow: BTreeMap<i32, Chunk>,
     /// Partitions paused because their overflow is not empty.
     paused: Vec<i32>,
+    /// A read of the high watermarks going on in the background.
+    high_reading: Option<tokio::task::JoinHandle<KafkaResult<BTreeMap<i32, i64>>>>,
     /// Per partition: the high watermark, as of `high_read`.
     high: BTreeMap<i32, i64>,
     /// When `high` was last asked of the broker.
@@ -175,6 +177,7 @@ impl KafkaSource {
             paused: vec![],
             high: BTreeMap::new(),
             high_read: None,
+            high_reading: None,
             ends: bounded.then(BTreeMap::new),
             at_end: BTreeSet::new(),
             finished: BTreeSet::new(),
@@ -235,20 +238,32 @@ impl KafkaSource {
 
     /// Asks the broker for every partition's high watermark (for the lag). A failure only
     /// leaves the lag stale.
-    async fn read_high_watermarks(&mut self) {
-        self.high_read = Some(Instant::now());
-        let consumer = Arc::clone(&self.consumer);
-        let topic = self.options.topic.clone();
-        let partitions = self.read.clone();
-        let read =
-            tokio::task::spawn_blocking(move || high_watermarks(&consumer, &topic, &partitions))
-                .await;
-        match read {
-            Ok(Ok(high)) => self.high = high,
-            Ok(Err(error)) => {
-                tracing::debug!(table = %self.table, %error, "cannot read high watermarks")
+    ///
+    /// The read runs in the background (one request per partition, each a round trip to the
+    /// broker), so no micro-batch waits for it: a poll takes the last finished read and starts
+    /// the next one when [`HIGH_WATERMARK_REFRESH`] has passed.
+    async fn refresh_high_watermarks(&mut self) {
+        if self.high_reading.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+            let read = self.high_reading.take().expect("checked above").await;
+            match read {
+                Ok(Ok(high)) => self.high = high,
+                Ok(Err(error)) => {
+                    tracing::debug!(table = %self.table, %error, "cannot read high watermarks")
+                }
+                Err(error) => {
+                    tracing::debug!(table = %self.table, %error, "watermark task failed")
+                }
             }
-            Err(error) => tracing::debug!(table = %self.table, %error, "watermark task failed"),
+        }
+        let due = self.high_read.is_none_or(|at| at.elapsed() >= HIGH_WATERMARK_REFRESH);
+        if due && self.high_reading.is_none() {
+            self.high_read = Some(Instant::now());
+            let consumer = Arc::clone(&self.consumer);
+            let topic = self.options.topic.clone();
+            let partitions = self.read.clone();
+            self.high_reading = Some(tokio::task::spawn_blocking(move || {
+                high_watermarks(&consumer, &topic, &partitions)
+            }));
         }
     }
 
@@ -614,9 +629,7 @@ impl SourceReader for KafkaSource {
                 polled.batches.push(PartitionBatch { partition: index, batch });
             }
         }
-        if self.high_read.is_none_or(|at| at.elapsed() >= HIGH_WATERMARK_REFRESH) {
-            self.read_high_watermarks().await;
-        }
+        self.refresh_high_watermarks().await;
         polled.finished = self.newly_finished();
         Ok(polled)
     }
