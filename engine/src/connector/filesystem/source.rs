@@ -512,6 +512,8 @@ impl SourceReader for FileSource {
             }
         }
         polled.partitions = self.partitions.len();
+        // Read once to the end, what is not read yet is waiting: read the next batch ahead.
+        polled.more_available = self.bounded && self.partitions.iter().any(|p| !p.finished);
         Ok(polled)
     }
 }
