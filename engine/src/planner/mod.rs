@@ -119,16 +119,8 @@ impl QueryPlan {
     /// shared with this one): one per partition when replicas split a topic.
     pub async fn replan(&self) -> Result<QueryPlan> {
         let recipe = &self.recipe;
-        let mut plan = split::plan_insert(
-            &self.name,
-            &recipe.insert,
-            &self.options,
-            &recipe.tables,
-            &recipe.views,
-        )
-        .await?;
-        plan.options = self.options.clone();
-        Ok(plan)
+        split::plan_insert(&self.name, &recipe.insert, &self.options, &recipe.tables, &recipe.views)
+            .await
     }
 }
 
