@@ -56,29 +56,9 @@ impl Chunk {
         self.records.len()
     }
 
-    /// Whether there are no messages.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// The value of message `index`.
     pub fn value(&self, index: usize) -> &[u8] {
         &self.bytes[self.records[index].range.clone()]
-    }
-
-    /// Keeps the first `n` messages and returns the rest.
-    pub fn split_off(&mut self, n: usize) -> Chunk {
-        if n >= self.records.len() {
-            return Chunk::default();
-        }
-        let tail_records = self.records.split_off(n);
-        let cut = tail_records[0].range.start;
-        let bytes = self.bytes.split_off(cut);
-        let records = tail_records
-            .into_iter()
-            .map(|r| RecordMeta { range: r.range.start - cut..r.range.end - cut, ..r })
-            .collect();
-        Chunk { bytes, records }
     }
 }
 
@@ -335,17 +315,5 @@ mod tests {
         assert_eq!(batch.column(2).as_primitive::<Int64Type>().values(), &[100, 102, 107]);
         let indexes: Vec<usize> = bad.iter().map(|b| b.index).collect();
         assert_eq!(indexes, [1, 3, 4, 5, 6]);
-    }
-
-    #[test]
-    fn split_off_keeps_values_aligned() {
-        let mut c = chunk(&["a", "bb", "ccc"]);
-        let tail = c.split_off(1);
-        assert_eq!((c.len(), c.value(0)), (1, b"a".as_slice()));
-        assert_eq!(tail.len(), 2);
-        assert_eq!(tail.value(0), b"bb");
-        assert_eq!(tail.value(1), b"ccc");
-        assert_eq!(tail.records[1].offset, 102);
-        assert!(c.split_off(5).is_empty());
     }
 }

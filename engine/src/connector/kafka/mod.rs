@@ -25,6 +25,7 @@
 //! of its own, which the replica that takes it over restores.
 
 mod decode;
+mod fetch;
 pub mod group;
 mod source;
 

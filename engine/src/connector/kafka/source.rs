@@ -8,9 +8,8 @@
 //! connection, so one consumer waits on round trips long before the cores are busy.
 //!
 //! A poll takes what librdkafka has fetched within a short timeout, at most `max_rows` per
-//! partition; messages beyond that wait in a per-partition overflow chunk (the partition is
-//! paused meanwhile, so the overflow stays bounded). The position is the next offset of every
-//! partition that returned rows: restoring it seeks exactly there. The partitions are learnt
+//! partition ([`fetch`](super::fetch)). The position is the next offset of every partition that
+//! returned rows: restoring it seeks exactly there. The partitions are learnt
 //! when reading starts; partitions added to the topic later are read after a restart.
 //!
 //! A bounded source reads a snapshot: every partition up to its high
@@ -27,20 +26,17 @@ use datafusion::arrow::datatypes::SchemaRef;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::decode::{Chunk, JsonDecoder};
+use super::fetch::{Fetched, Request, Share};
 use super::group::GroupMember;
 use super::{KafkaOptions, StartupMode};
 use crate::connector::{Malformed, PartitionBatch, Polled, SourceColumn, SourceReader};
 use crate::error::{EngineError, Result};
 
-/// How long a poll waits for the first message.
-const POLL_WAIT: Duration = Duration::from_millis(100);
-/// How long a poll keeps collecting once messages flow.
-const POLL_BUDGET: Duration = Duration::from_millis(250);
 /// How often the high watermarks (for the consumer lag) are read from the broker.
 const HIGH_WATERMARK_REFRESH: Duration = Duration::from_secs(5);
 /// Most consumers one source reads with.
@@ -58,8 +54,10 @@ pub struct KafkaSource {
     consumer: Arc<BaseConsumer>,
     /// Consumers fetching the other shares, made like `consumer` from `config`.
     fetchers: Vec<Arc<BaseConsumer>>,
+    /// Every consumer with the partitions it fetches, once assigned.
+    shares: Vec<Arc<Share>>,
     config: ClientConfig,
-    decoder: JsonDecoder,
+    decoder: Arc<JsonDecoder>,
     dead_letter: Option<FutureProducer>,
     /// The one partition read, when not all of them.
     only: Option<i32>,
@@ -71,10 +69,6 @@ pub struct KafkaSource {
     assigned: bool,
     /// Per partition: the offset after the last message returned by `poll`.
     next: BTreeMap<i32, i64>,
-    /// Per partition: messages fetched but not yet returned (beyond `max_rows`).
-    overflow: BTreeMap<i32, Chunk>,
-    /// Partitions paused because their overflow is not empty.
-    paused: Vec<i32>,
     /// A read of the high watermarks going on in the background.
     high_reading: Option<tokio::task::JoinHandle<KafkaResult<BTreeMap<i32, i64>>>>,
     /// Per partition: the high watermark, as of `high_read`.
@@ -165,16 +159,15 @@ impl KafkaSource {
             options: options.clone(),
             consumer: Arc::new(consumer),
             fetchers: vec![],
+            shares: vec![],
             config,
-            decoder: JsonDecoder::new(raw, columns),
+            decoder: Arc::new(JsonDecoder::new(raw, columns)),
             dead_letter,
             only: None,
             member: None,
             read: vec![],
             assigned: false,
             next: BTreeMap::new(),
-            overflow: BTreeMap::new(),
-            paused: vec![],
             high: BTreeMap::new(),
             high_read: None,
             high_reading: None,
@@ -205,30 +198,6 @@ impl KafkaSource {
     fn behind(&self) -> bool {
         self.ends.is_none()
             && self.next.iter().any(|(p, &next)| self.high.get(p).is_some_and(|&high| high > next))
-    }
-
-    /// The consumers fetching, in share order.
-    fn consumers(&self) -> Vec<Arc<BaseConsumer>> {
-        std::iter::once(&self.consumer).chain(&self.fetchers).cloned().collect()
-    }
-
-    /// `partitions` grouped by the consumer that fetches them.
-    fn by_consumer(&self, partitions: &[i32]) -> Vec<(Arc<BaseConsumer>, TopicPartitionList)> {
-        let consumers = self.consumers();
-        let shares = consumers.len();
-        consumers
-            .into_iter()
-            .enumerate()
-            .map(|(share, consumer)| {
-                let mine: Vec<i32> = partitions
-                    .iter()
-                    .copied()
-                    .filter(|&p| share_of(&self.read, p, shares) == share)
-                    .collect();
-                (consumer, partition_list(&self.options.topic, &mine))
-            })
-            .filter(|(_, list)| list.count() > 0)
-            .collect()
     }
 
     /// The engine partition of Kafka partition `partition`.
@@ -283,8 +252,10 @@ impl KafkaSource {
         let only = self.only;
         // A bounded source fixes where it ends when it first starts reading.
         let fetch_ends = self.ends.as_ref().is_some_and(BTreeMap::is_empty);
-        type Assigned = (Vec<i32>, BTreeMap<i32, i64>, Vec<Arc<BaseConsumer>>);
-        let (assigned, ends, fetchers) =
+        type Assigned = (Vec<i32>, BTreeMap<i32, i64>, Vec<Arc<BaseConsumer>>, Vec<Arc<Share>>);
+        // The old queues go before the partitions are assigned again.
+        self.shares.clear();
+        let (assigned, ends, fetchers, shares) =
             tokio::task::spawn_blocking(move || -> Result<Assigned, String> {
                 let metadata = consumer
                     .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
@@ -358,17 +329,22 @@ impl KafkaSource {
                         .add_partition_offset(&topic, element.partition(), element.offset())
                         .map_err(|e| e.to_string())?;
                 }
+                let mut shares = Vec::with_capacity(lists.len());
                 for (fetcher, list) in std::iter::once(&consumer).chain(&fetchers).zip(&lists) {
                     fetcher
                         .assign(list)
                         .map_err(|e| format!("cannot assign the partitions of '{topic}': {e}"))?;
+                    let partitions: Vec<i32> =
+                        list.elements().iter().map(|e| e.partition()).collect();
+                    shares.push(Arc::new(Share::new(fetcher, &topic, &partitions)?));
                 }
-                Ok((read, ends, fetchers))
+                Ok((read, ends, fetchers, shares))
             })
             .await
             .map_err(|e| self.error(format!("assignment task failed: {e}")))?
             .map_err(|e| self.error(e))?;
         self.fetchers = fetchers;
+        self.shares = shares;
         if assigned != self.read {
             tracing::debug!(table = %self.table, topic = %self.options.topic, partitions = ?assigned, ends = ?ends, "reading partitions");
         }
@@ -377,13 +353,12 @@ impl KafkaSource {
         }
         self.read = assigned;
         self.assigned = true;
-        self.paused.clear();
         Ok(())
     }
 
     /// Bounded: the partitions read to their end since the last call. A partition is at its end
     /// once the offset after its last returned message reaches the end fixed at the start, or the
-    /// consumer reached the end of the partition and nothing of it is held back.
+    /// consumer reached the end of the partition.
     fn newly_finished(&mut self) -> Vec<usize> {
         let Some(ends) = &self.ends else { return vec![] };
         let mut finished = vec![];
@@ -393,9 +368,7 @@ impl KafkaSource {
             }
             let end = ends.get(&partition).copied().unwrap_or(i64::MAX);
             let read = self.next.get(&partition).is_some_and(|&next| next >= end);
-            let reached =
-                self.at_end.contains(&partition) && !self.overflow.contains_key(&partition);
-            if read || reached {
+            if read || self.at_end.contains(&partition) {
                 self.finished.insert(partition);
                 finished.push(index);
             }
@@ -439,96 +412,6 @@ fn share_of(read: &[i32], partition: i32, shares: usize) -> usize {
     read.binary_search(&partition).map_or(0, |index| index % shares.max(1))
 }
 
-/// What fetching collected.
-#[derive(Default)]
-struct Fetched {
-    /// Messages to return, per partition: at most `max_rows` each, in offset order.
-    out: BTreeMap<i32, Chunk>,
-    /// Messages beyond `max_rows`, held back for the next poll.
-    overflow: BTreeMap<i32, Chunk>,
-    /// Partitions whose end (a bounded source's end, or the end of the log) was reached.
-    at_end: Vec<i32>,
-    /// Fetch errors; librdkafka retries them.
-    errors: Vec<String>,
-    /// The time budget ran out while messages were still coming.
-    cut_short: bool,
-}
-
-impl Fetched {
-    /// Adds what another consumer fetched for other partitions.
-    fn absorb(&mut self, other: Fetched) {
-        self.out.extend(other.out);
-        self.overflow.extend(other.overflow);
-        self.at_end.extend(other.at_end);
-        self.errors.extend(other.errors);
-        self.cut_short |= other.cut_short;
-    }
-}
-
-/// Fetches what is available: waits up to [`POLL_WAIT`] for a first message, then collects for
-/// at most [`POLL_BUDGET`] until every partition has `max_rows` or nothing more is queued.
-/// Messages at or beyond a partition's offset in `ends` are dropped (a bounded source's end).
-fn fetch(
-    consumer: &BaseConsumer,
-    mut fetched: Fetched,
-    max_rows: usize,
-    partitions: usize,
-    keys: bool,
-    ends: Option<&BTreeMap<i32, i64>>,
-) -> Fetched {
-    let deadline = Instant::now() + POLL_BUDGET;
-    let mut full = fetched.out.values().filter(|c| c.len() >= max_rows).count();
-    let mut wait = POLL_WAIT;
-    let mut taken = 0u32;
-    while full < partitions {
-        // Reading the clock costs about as much as taking a message: look every so often.
-        taken = taken.wrapping_add(1);
-        if taken.is_multiple_of(64) && Instant::now() >= deadline {
-            fetched.cut_short = true;
-            break;
-        }
-        let Some(result) = consumer.poll(wait) else { break };
-        wait = Duration::ZERO;
-        let message = match result {
-            Ok(message) => message,
-            Err(KafkaError::PartitionEOF(partition)) => {
-                fetched.at_end.push(partition);
-                continue;
-            }
-            Err(err) => {
-                fetched.errors.push(err.to_string());
-                continue;
-            }
-        };
-        let partition = message.partition();
-        if ends.and_then(|e| e.get(&partition)).is_some_and(|&end| message.offset() >= end) {
-            fetched.at_end.push(partition);
-            continue;
-        }
-        let timestamp = match message.timestamp() {
-            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-            Timestamp::NotAvailable => None,
-        };
-        let key = if keys {
-            message.key().map(|k| String::from_utf8_lossy(k).into_owned())
-        } else {
-            None
-        };
-        let value = message.payload().unwrap_or_default();
-        let chunk = fetched.out.entry(partition).or_default();
-        if chunk.len() < max_rows {
-            chunk.push(message.offset(), timestamp, key, value);
-            if chunk.len() == max_rows {
-                full += 1;
-            }
-        } else {
-            let held = fetched.overflow.entry(partition).or_default();
-            held.push(message.offset(), timestamp, key, value);
-        }
-    }
-    fetched
-}
-
 #[async_trait]
 impl SourceReader for KafkaSource {
     async fn poll(&mut self, max_rows: usize) -> Result<Polled> {
@@ -536,92 +419,49 @@ impl SourceReader for KafkaSource {
         if !self.assigned {
             self.assign().await?;
         }
-        // Messages held back last time go first.
-        let mut out = BTreeMap::new();
-        for (partition, mut chunk) in std::mem::take(&mut self.overflow) {
-            let rest = chunk.split_off(max_rows);
-            if !rest.is_empty() {
-                self.overflow.insert(partition, rest);
-            }
-            out.insert(partition, chunk);
-        }
-        let to_resume: Vec<i32> =
-            self.paused.iter().copied().filter(|p| !self.overflow.contains_key(p)).collect();
-        if !to_resume.is_empty() {
-            for (consumer, list) in self.by_consumer(&to_resume) {
-                consumer
-                    .resume(&list)
-                    .map_err(|e| self.error(format!("cannot resume partitions: {e}")))?;
-            }
-            self.paused.retain(|p| !to_resume.contains(p));
-        }
-
-        // Every consumer fetches its share of the partitions, in parallel.
-        let consumers = self.consumers();
-        let mut starts: Vec<(Fetched, usize)> =
-            consumers.iter().map(|_| (Fetched::default(), 0)).collect();
-        for &partition in &self.read {
-            starts[share_of(&self.read, partition, consumers.len())].1 += 1;
-        }
-        for (partition, chunk) in out {
-            starts[share_of(&self.read, partition, consumers.len())].0.out.insert(partition, chunk);
-        }
-        for (partition, chunk) in std::mem::take(&mut self.overflow) {
-            let share = share_of(&self.read, partition, consumers.len());
-            starts[share].0.overflow.insert(partition, chunk);
-        }
-        let keys = self.decoder.wants_keys();
-        let fetches = consumers.into_iter().zip(starts).map(|(consumer, (start, partitions))| {
-            let ends = self.ends.clone();
-            tokio::task::spawn_blocking(move || {
-                fetch(&consumer, start, max_rows, partitions, keys, ends.as_ref())
-            })
+        let request = Arc::new(Request {
+            max_rows,
+            keys: self.decoder.wants_keys(),
+            ends: self.ends.clone(),
+            decoder: Arc::clone(&self.decoder),
+        });
+        // Every consumer takes its share of the partitions, in parallel.
+        let fetches = self.shares.iter().map(|share| {
+            let (share, request) = (Arc::clone(share), Arc::clone(&request));
+            tokio::task::spawn_blocking(move || share.fetch(&request))
         });
         // From here on messages are consumed: nothing may fail without returning them.
         let mut fetched = Fetched::default();
         for result in futures::future::join_all(fetches).await {
-            let share = result.map_err(|e| self.error(format!("fetch task failed: {e}")))?;
-            fetched.absorb(share);
+            fetched.absorb(result.map_err(|e| self.error(format!("fetch task failed: {e}")))?);
         }
-        let Fetched { out, overflow, at_end, errors, cut_short } = fetched;
-        self.overflow = overflow;
-        self.at_end.extend(at_end);
-        for error in errors {
+        self.at_end.extend(fetched.at_end);
+        for error in fetched.errors {
             tracing::warn!(table = %self.table, topic = %self.options.topic, %error, "kafka fetch error; librdkafka retries");
-        }
-        let to_pause: Vec<i32> =
-            self.overflow.keys().copied().filter(|p| !self.paused.contains(p)).collect();
-        if !to_pause.is_empty() {
-            for (consumer, list) in self.by_consumer(&to_pause) {
-                if let Err(e) = consumer.pause(&list) {
-                    tracing::warn!(table = %self.table, error = %e, "cannot pause partitions");
-                }
-            }
-            self.paused.extend(to_pause);
         }
 
         let mut polled = Polled {
             partitions: self.read.len(),
-            more_available: cut_short || self.behind(),
+            more_available: fetched.cut_short || self.behind(),
             ..Polled::default()
         };
-        for (partition, chunk) in out {
-            let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
-            let earliest = chunk.records.iter().filter_map(|r| r.timestamp).min();
-            polled.earliest_record_ms = polled.earliest_record_ms.min(earliest).or(earliest);
-            let (batch, bad) = self
-                .decoder
-                .decode(partition, &chunk)
+        fetched.partitions.sort_by_key(|p| p.partition);
+        for part in fetched.partitions {
+            let partition = part.partition;
+            polled.earliest_record_ms =
+                polled.earliest_record_ms.min(part.earliest).or(part.earliest);
+            let (batch, bad) = part
+                .decoded
                 .map_err(|e| self.error(format!("decoding partition {partition}: {e}")))?;
-            for bad in bad {
-                let location = format!(
-                    "{}/{partition}/{}",
-                    self.options.topic, chunk.records[bad.index].offset
-                );
-                self.dead_letter(partition, &chunk, bad.index, &bad.error).await;
-                polled.malformed.push(Malformed { location, error: bad.error });
+            if let Some(chunk) = &part.chunk {
+                for bad in bad {
+                    let offset = chunk.records[bad.index].offset;
+                    let location = format!("{}/{partition}/{offset}", self.options.topic);
+                    self.dead_letter(partition, chunk, bad.index, &bad.error).await;
+                    polled.malformed.push(Malformed { location, error: bad.error });
+                }
             }
-            self.next.insert(partition, last + 1);
+            self.next.insert(partition, part.next);
             if batch.num_rows() > 0 {
                 let index = self.engine_partition(partition).ok_or_else(|| {
                     self.error(format!("message of unread partition {partition}"))
@@ -661,7 +501,6 @@ impl SourceReader for KafkaSource {
             )));
         }
         self.next = position.offsets;
-        self.overflow.clear();
         self.at_end.clear();
         self.assigned = false;
         Ok(())
@@ -708,12 +547,4 @@ fn high_watermarks(
         .iter()
         .map(|&p| consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).map(|(_, high)| (p, high)))
         .collect()
-}
-
-fn partition_list(topic: &str, partitions: &[i32]) -> TopicPartitionList {
-    let mut list = TopicPartitionList::new();
-    for &p in partitions {
-        list.add_partition(topic, p);
-    }
-    list
 }
