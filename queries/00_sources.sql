@@ -4,6 +4,8 @@
 -- Backtests read a file copy of the topic instead: `engine run --once --replay ticks=PATH`.
 -- TICKS_PARTITION_ASSIGNMENT=group lets engine replicas split the partitions (docs/operations.md,
 -- "Scaling"); KAFKA_SESSION_TIMEOUT_MS is how soon the others take a dead replica's over.
+-- KAFKA_FETCH_WAIT_MAX_MS bounds how long the broker may hold a fetch: Kafka answers as soon as
+-- messages are there, but some brokers (tansu) hold every fetch that long (docs/operations.md).
 CREATE TABLE ticks (
     symbol      TEXT   NOT NULL,
     price       DOUBLE NOT NULL,
@@ -20,5 +22,6 @@ CREATE TABLE ticks (
     'scan.startup.mode' = 'earliest-offset',
     'scan.partition-assignment' = '${TICKS_PARTITION_ASSIGNMENT:-all}',
     'properties.session.timeout.ms' = '${KAFKA_SESSION_TIMEOUT_MS:-45000}',
+    'properties.fetch.wait.max.ms' = '${KAFKA_FETCH_WAIT_MAX_MS:-100}',
     'dead-letter.topic' = '${TICKS_DEAD_LETTER_TOPIC:-market.ticks.dead-letter}'
 );

@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
-use crate::connector::{Polled, SourceReader};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+
+use crate::connector::{PartitionBatch, Polled, SourceReader};
 use crate::error::{EngineError, Result};
 
 /// What the runner tells the polling task.
@@ -65,10 +68,21 @@ impl Queue {
         self.rows.values().copied().max().unwrap_or(0)
     }
 
+    /// Queues a reply, merged into the last one when both have rows to hand out.
     fn push(&mut self, reply: Reply) {
         self.count(&reply);
-        self.replies.push_back(reply);
         self.pushed += 1;
+        let Reply { polled: Ok(later), position } = reply else {
+            self.replies.push_back(reply);
+            return;
+        };
+        match self.replies.back_mut() {
+            Some(Reply { polled: Ok(earlier), position: last }) => {
+                merge(earlier, later);
+                *last = position;
+            }
+            _ => self.replies.push_back(Reply { polled: Ok(later), position }),
+        }
     }
 
     fn count(&mut self, reply: &Reply) {
@@ -79,26 +93,10 @@ impl Queue {
         }
     }
 
-    /// The queued replies up to the first error, merged into one (the error alone when it is
-    /// first), or `None` when nothing is queued.
+    /// The oldest queued reply (queued replies with rows are merged, so this is everything up
+    /// to the first error, or the error).
     fn take(&mut self) -> Option<Reply> {
-        let first = self.replies.pop_front()?;
-        let reply = match first.polled {
-            Err(_) => first,
-            Ok(mut merged) => {
-                let mut position = first.position;
-                while let Some(Reply { polled: Ok(_), .. }) = self.replies.front() {
-                    let Some(Reply { polled: Ok(next), position: after }) =
-                        self.replies.pop_front()
-                    else {
-                        break;
-                    };
-                    merge(&mut merged, next);
-                    position = after;
-                }
-                Reply { polled: Ok(merged), position }
-            }
-        };
+        let reply = self.replies.pop_front()?;
         self.rows.clear();
         for left in std::mem::take(&mut self.replies) {
             self.count(&left);
@@ -108,9 +106,14 @@ impl Queue {
     }
 }
 
-/// Appends what a later poll returned to `into`.
+/// Appends what a later poll returned to `into`. Each partition's rows are concatenated once
+/// they are in more than [`MAX_PIECES`] batches: many small polls make many small batches, and
+/// every batch costs the micro-batch a little in every operator.
 fn merge(into: &mut Polled, later: Polled) {
     into.batches.extend(later.batches);
+    if into.batches.len() > MAX_PIECES {
+        into.batches = concat_by_partition(std::mem::take(&mut into.batches));
+    }
     into.malformed.extend(later.malformed);
     into.finished.extend(later.finished);
     into.partitions = later.partitions;
@@ -119,6 +122,30 @@ fn merge(into: &mut Polled, later: Polled) {
         (a, b) => a.or(b),
     };
     into.more_available = later.more_available;
+}
+
+/// Most batches a merged reply holds before each partition's are concatenated.
+const MAX_PIECES: usize = 32;
+
+/// The rows of each partition as one batch, partitions in the order they first appear.
+fn concat_by_partition(batches: Vec<PartitionBatch>) -> Vec<PartitionBatch> {
+    let mut pieces: Vec<(usize, Vec<RecordBatch>)> = vec![];
+    for PartitionBatch { partition, batch } in batches {
+        match pieces.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, batches)) => batches.push(batch),
+            None => pieces.push((partition, vec![batch])),
+        }
+    }
+    let mut concatenated = Vec::with_capacity(pieces.len());
+    for (partition, batches) in pieces {
+        match concat_batches(&batches[0].schema(), &batches) {
+            Ok(batch) => concatenated.push(PartitionBatch { partition, batch }),
+            // Batches of one source share its schema; should they not, they stay apart.
+            Err(_) => concatenated
+                .extend(batches.into_iter().map(|batch| PartitionBatch { partition, batch })),
+        }
+    }
+    concatenated
 }
 
 /// What the runner and the polling task share.
@@ -283,7 +310,9 @@ impl SourceReader for Prefetching {
         let (reply, full) = self.next_reply(max_rows).await?;
         let mut polled = reply.polled?;
         self.position = reply.position;
-        polled.more_available |= full;
+        // The queue says whether there is a backlog: while polls return rows the task keeps
+        // reading, so a backlog fills it. What the last poll said covers only that poll.
+        polled.more_available = full;
         if !self.shared.queue().reading {
             // Read the next micro-batch while this one runs.
             self.send(Command::Poll(max_rows))?;
@@ -446,7 +475,7 @@ mod tests {
             let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
             let column = Arc::new(datafusion::arrow::array::Int64Array::from(rows.to_vec()));
             let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
-            let batches = vec![crate::connector::PartitionBatch { partition: 0, batch }];
+            let batches = vec![PartitionBatch { partition: 0, batch }];
             let polled = Polled { batches, earliest_record_ms: Some(at), ..Polled::default() };
             Reply { polled: Ok(polled), position: serde_json::json!(at) }
         };
@@ -469,5 +498,31 @@ mod tests {
         assert!(queue.take().unwrap().polled.is_err());
         assert_eq!(queue.take().unwrap().position, serde_json::json!(30));
         assert!(queue.take().is_none());
+    }
+
+    #[test]
+    fn many_small_polls_are_concatenated_per_partition_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let mut queue = Queue::default();
+        for n in 0..100i64 {
+            let column = Arc::new(datafusion::arrow::array::Int64Array::from(vec![n]));
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
+            let partition = usize::try_from(n % 3).unwrap();
+            let polled =
+                Polled { batches: vec![PartitionBatch { partition, batch }], ..Polled::default() };
+            queue.push(Reply { polled: Ok(polled), position: serde_json::json!(n) });
+        }
+        let polled = queue.take().unwrap().polled.unwrap();
+        assert!(polled.batches.len() <= MAX_PIECES + 3, "{} batches", polled.batches.len());
+        for partition in 0..3 {
+            let batches: Vec<RecordBatch> = polled
+                .batches
+                .iter()
+                .filter(|p| p.partition == partition)
+                .map(|p| p.batch.clone())
+                .collect();
+            let expected: Vec<i64> = (0..100).filter(|n| n % 3 == partition as i64).collect();
+            assert_eq!(numbers(&batches), expected, "partition {partition}");
+        }
     }
 }
