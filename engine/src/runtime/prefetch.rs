@@ -61,6 +61,8 @@ struct Queue {
     waiting: bool,
     /// The task is polling, or will poll again without being asked.
     reading: bool,
+    /// The last poll said more is waiting beyond what it could take in its time.
+    flowing: bool,
 }
 
 impl Queue {
@@ -173,6 +175,8 @@ pub struct Prefetching {
     /// The polling task, awaited on close so that the inner reader is gone when it returns.
     task: Option<tokio::task::JoinHandle<()>>,
     position: serde_json::Value,
+    /// The last micro-batch handed out said more was waiting.
+    backlog: bool,
 }
 
 impl std::fmt::Debug for Prefetching {
@@ -185,7 +189,14 @@ impl Prefetching {
     /// Wraps `inner`; nothing runs before the first poll.
     pub fn new(inner: Box<dyn SourceReader>) -> Self {
         let position = inner.position();
-        Self { idle: Some(inner), commands: None, shared: Arc::default(), task: None, position }
+        Self {
+            idle: Some(inner),
+            commands: None,
+            shared: Arc::default(),
+            task: None,
+            position,
+            backlog: false,
+        }
     }
 
     fn start(&mut self, inner: Box<dyn SourceReader>) {
@@ -201,32 +212,36 @@ impl Prefetching {
             .ok_or_else(|| EngineError::Internal("the source's polling task stopped".into()))
     }
 
-    /// The next micro-batch's reply and whether the queue was full. What is queued is taken at
-    /// once while the task is still reading (what it reads next belongs to the next micro-batch)
-    /// or when the queue is full; otherwise a fresh poll is asked for and taken with it.
+    /// The next micro-batch's reply and whether more is waiting. What is queued is taken at
+    /// once while the task is still reading (what it reads next belongs to the next
+    /// micro-batch), or when the queue is full; otherwise a fresh poll is asked for and taken
+    /// with it. Working off a backlog, the queue is taken once full, or once the source caught
+    /// up (its last poll ended because nothing more was there), so micro-batches stay large.
     async fn next_reply(&mut self, max_rows: usize) -> Result<(Reply, bool)> {
-        let seen = {
-            let mut queue = self.shared.queue();
-            let full = queue.most_rows() >= max_rows;
-            if full || (queue.reading && !queue.replies.is_empty()) {
-                let reply = queue.take().expect("the queue is not empty");
-                return Ok((reply, full));
-            }
-            queue.waiting = true;
-            queue.pushed
-        };
-        self.send(Command::Poll(max_rows))?;
+        let mut asked: Option<u64> = None;
         loop {
             let queued = self.shared.queued.notified();
             tokio::pin!(queued);
             queued.as_mut().enable();
             {
                 let mut queue = self.shared.queue();
-                if queue.pushed > seen {
+                let full = queue.most_rows() >= max_rows;
+                let caught_up = !(self.backlog && queue.flowing && queue.reading);
+                let ready = match asked {
+                    Some(seen) => queue.pushed > seen && (full || caught_up),
+                    None => full || (queue.reading && !queue.replies.is_empty() && caught_up),
+                };
+                if ready {
                     queue.waiting = false;
-                    let full = queue.most_rows() >= max_rows;
-                    let reply = queue.take().expect("a reply was queued");
-                    return Ok((reply, full));
+                    let more = full || queue.flowing;
+                    let reply = queue.take().expect("the queue is not empty");
+                    return Ok((reply, more));
+                }
+                if asked.is_none() && !queue.reading {
+                    queue.waiting = true;
+                    asked = Some(queue.pushed);
+                    drop(queue);
+                    self.send(Command::Poll(max_rows))?;
                 }
             }
             if self.task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
@@ -287,15 +302,13 @@ async fn poll_ahead(
         let reply = Reply { polled, position: inner.position() };
         *shared.lag.lock().unwrap_or_else(|e| e.into_inner()) = inner.lag();
         let mut queue = shared.queue();
-        let queued = reply.has_news() || queue.waiting;
-        if queued {
+        queue.flowing = reply.polled.as_ref().is_ok_and(|p| p.more_available);
+        if reply.has_news() || queue.waiting {
             queue.push(reply);
         }
         queue.reading = rows && queue.most_rows() < max_rows;
         drop(queue);
-        if queued {
-            shared.queued.notify_one();
-        }
+        shared.queued.notify_one();
     }
     shared.queue().reading = false;
     inner.close().await;
@@ -307,12 +320,11 @@ impl SourceReader for Prefetching {
         if let Some(inner) = self.idle.take() {
             self.start(inner);
         }
-        let (reply, full) = self.next_reply(max_rows).await?;
+        let (reply, more) = self.next_reply(max_rows).await?;
         let mut polled = reply.polled?;
         self.position = reply.position;
-        // The queue says whether there is a backlog: while polls return rows the task keeps
-        // reading, so a backlog fills it. What the last poll said covers only that poll.
-        polled.more_available = full;
+        polled.more_available = more;
+        self.backlog = more;
         if !self.shared.queue().reading {
             // Read the next micro-batch while this one runs.
             self.send(Command::Poll(max_rows))?;

@@ -24,7 +24,7 @@ use super::decode::{BadRecord, Chunk, JsonDecoder};
 /// How long a poll waits for the first message.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How long a poll keeps taking messages once they flow.
-const POLL_BUDGET: Duration = Duration::from_millis(25);
+const POLL_BUDGET: Duration = Duration::from_millis(250);
 
 /// What every share is asked for in one poll.
 pub struct Request {
