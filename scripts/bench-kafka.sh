@@ -6,7 +6,11 @@
 #  2. latency: `ingest simulate` producing RATE events/s for SECONDS while the engine runs the
 #     shipped candles query into Cassandra (1 s trigger): p50/p99 of the time from a record's
 #     Kafka timestamp to the sink acknowledging its micro-batch (engine_record_to_sink_seconds,
-#     the earliest record of each micro-batch), and the same into `blackhole`.
+#     the earliest record of each micro-batch), and the same into `blackhole`;
+#  3. the same latency into `blackhole` with librdkafka's mock cluster as the broker: `engine demo`
+#     runs it in process and feeds it RATE events/s (its own query filters everything out), for
+#     twice SECONDS. tansu's fetches cost it more the longer the topic (docs/testing.md); the mock
+#     cluster keeps up, so this shows what the engine adds.
 # Uses the test servers (scripts/test-env.sh); builds release binaries.
 #
 #   scripts/bench-kafka.sh [EVENTS] [SYMBOLS] [PARTITIONS] [RATE] [SECONDS]
@@ -28,8 +32,10 @@ eval "$(scripts/test-env.sh env)"
 export KAFKA_FETCH_WAIT_MAX_MS=10
 WORK=$(mktemp -d)
 ENGINE=""
+DEMO=""
 cleanup() {
     if [ -n "$ENGINE" ]; then pkill -P "$ENGINE" 2>/dev/null || true; fi
+    if [ -n "$DEMO" ]; then kill "$DEMO" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -123,3 +129,33 @@ queries "$WORK/live-cassandra" queries/00_sources.sql queries/10_candles_1m.sql
 export CASSANDRA_HOSTS=$MDSP_CQL_HOSTS
 latency cassandra 10_candles_1m "$WORK/live-cassandra" \
     --apply-schema cql --cassandra-hosts "$MDSP_CQL_HOSTS"
+
+# --- 3. latency with the mock cluster as the broker ------------------------------------------------
+queries "$WORK/mock-feed" queries/00_sources.sql scripts/bench/05_blackhole.sql
+echo "INSERT INTO nowhere SELECT symbol FROM ticks WHERE price < 0;" >"$WORK/mock-feed/10_none.sql"
+"$BIN/engine" demo --symbols "$SYMBOLS" --rate "$RATE" --duration "$((SECONDS_ * 2 + 30))s" \
+    --queries "$WORK/mock-feed" --schema cql >"$WORK/demo.out" 2>"$WORK/demo.err" &
+DEMO=$!
+for _ in $(seq 100); do
+    grep -q "KAFKA_BROKERS=" "$WORK/demo.out" && break
+    sleep 0.1
+done
+MOCK_BROKERS=$(grep -o "KAFKA_BROKERS=[^ ]*" "$WORK/demo.out" | head -1 | cut -d= -f2)
+if [ -z "$MOCK_BROKERS" ]; then
+    echo "engine demo did not start:" >&2
+    cat "$WORK/demo.err" >&2
+    exit 1
+fi
+queries "$WORK/mock-blackhole" queries/00_sources.sql scripts/bench/05_blackhole.sql scripts/bench/tumble.sql
+export KAFKA_BROKERS=$MOCK_BROKERS TICKS_TOPIC=market.ticks
+start_engine "$WORK/mock-blackhole"
+sleep "$((SECONDS_ * 2))"
+p50=$(metric engine_record_to_sink_seconds tumble 'quantile="0.5"')
+p99=$(metric engine_record_to_sink_seconds tumble 'quantile="0.99"')
+rows=$(metric engine_rows_in_total tumble)
+stop_engine
+kill -INT "$DEMO"
+wait "$DEMO" || true
+DEMO=""
+printf 'latency %-10s %d events/s for %d s: record to sink p50 %.0f ms, p99 %.0f ms (%s rows read)\n' \
+    "mock" "$RATE" "$((SECONDS_ * 2))" "$(echo "$p50 * 1000" | bc -l)" "$(echo "$p99 * 1000" | bc -l)" "$rows"
