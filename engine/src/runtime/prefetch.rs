@@ -53,8 +53,6 @@ impl Reply {
 #[derive(Default)]
 struct Queue {
     replies: VecDeque<Reply>,
-    /// Rows queued per engine partition.
-    rows: BTreeMap<usize, usize>,
     /// Replies queued so far.
     pushed: u64,
     /// The runner waits for a reply: the next poll is queued even when it is empty.
@@ -66,13 +64,19 @@ struct Queue {
 }
 
 impl Queue {
+    /// The most rows queued for one engine partition.
     fn most_rows(&self) -> usize {
-        self.rows.values().copied().max().unwrap_or(0)
+        let mut rows: BTreeMap<usize, usize> = BTreeMap::new();
+        for polled in self.replies.iter().filter_map(|r| r.polled.as_ref().ok()) {
+            for part in &polled.batches {
+                *rows.entry(part.partition).or_default() += part.batch.num_rows();
+            }
+        }
+        rows.into_values().max().unwrap_or(0)
     }
 
     /// Queues a reply, merged into the last one when both have rows to hand out.
     fn push(&mut self, reply: Reply) {
-        self.count(&reply);
         self.pushed += 1;
         let Reply { polled: Ok(later), position } = reply else {
             self.replies.push_back(reply);
@@ -87,24 +91,10 @@ impl Queue {
         }
     }
 
-    fn count(&mut self, reply: &Reply) {
-        if let Ok(polled) = &reply.polled {
-            for part in &polled.batches {
-                *self.rows.entry(part.partition).or_default() += part.batch.num_rows();
-            }
-        }
-    }
-
     /// The oldest queued reply (queued replies with rows are merged, so this is everything up
     /// to the first error, or the error).
     fn take(&mut self) -> Option<Reply> {
-        let reply = self.replies.pop_front()?;
-        self.rows.clear();
-        for left in std::mem::take(&mut self.replies) {
-            self.count(&left);
-            self.replies.push_back(left);
-        }
-        Some(reply)
+        self.replies.pop_front()
     }
 }
 
@@ -410,6 +400,14 @@ mod tests {
             .collect()
     }
 
+    /// A poll that returned `rows` (column `n`) for `partition`.
+    fn polled_rows(partition: usize, rows: &[i64]) -> Polled {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let column = Arc::new(datafusion::arrow::array::Int64Array::from(rows.to_vec()));
+        let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+        Polled { batches: vec![PartitionBatch { partition, batch }], ..Polled::default() }
+    }
+
     async fn poll_numbers(source: &mut dyn SourceReader, max_rows: usize) -> Vec<i64> {
         let polled = source.poll(max_rows).await.unwrap();
         numbers(&polled.batches.into_iter().map(|p| p.batch).collect::<Vec<_>>())
@@ -484,11 +482,7 @@ mod tests {
     #[test]
     fn queued_polls_merge_up_to_the_first_error_with_the_last_position() {
         let reply = |rows: &[i64], at: i64| {
-            let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-            let column = Arc::new(datafusion::arrow::array::Int64Array::from(rows.to_vec()));
-            let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
-            let batches = vec![PartitionBatch { partition: 0, batch }];
-            let polled = Polled { batches, earliest_record_ms: Some(at), ..Polled::default() };
+            let polled = Polled { earliest_record_ms: Some(at), ..polled_rows(0, rows) };
             Reply { polled: Ok(polled), position: serde_json::json!(at) }
         };
         let failed = Reply {
@@ -514,14 +508,9 @@ mod tests {
 
     #[test]
     fn many_small_polls_are_concatenated_per_partition_in_order() {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let mut queue = Queue::default();
         for n in 0..100i64 {
-            let column = Arc::new(datafusion::arrow::array::Int64Array::from(vec![n]));
-            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
-            let partition = usize::try_from(n % 3).unwrap();
-            let polled =
-                Polled { batches: vec![PartitionBatch { partition, batch }], ..Polled::default() };
+            let polled = polled_rows(usize::try_from(n % 3).unwrap(), &[n]);
             queue.push(Reply { polled: Ok(polled), position: serde_json::json!(n) });
         }
         let polled = queue.take().unwrap().polled.unwrap();
