@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{can_cast_types, cast};
+use datafusion::arrow::compute::{CastOptions, can_cast_types, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::util::display::FormatOptions;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::default_table_source::provider_as_source;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -83,20 +84,29 @@ pub struct SinkMapping {
 }
 
 impl SinkMapping {
-    /// Reorders and casts a batch of query output into the sink's schema.
+    /// Reorders and casts a batch of query output into the sink's schema; a value the sink's
+    /// column cannot hold fails.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let columns = self
             .schema
             .fields()
             .iter()
             .zip(&self.sources)
-            .map(|(field, &source)| cast(batch.column(source), field.data_type()))
+            // A value the sink's type cannot hold is an error (its row is dead-lettered), not a
+            // silent NULL.
+            .map(|(field, &source)| {
+                cast_with_options(batch.column(source), field.data_type(), &STRICT_CAST)
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(DataFusionError::from)?;
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(DataFusionError::from)?)
     }
 }
+
+/// Casts that fail on a value they cannot convert.
+const STRICT_CAST: CastOptions<'static> =
+    CastOptions { safe: false, format_options: FormatOptions::new() };
 
 fn df_error(err: DataFusionError, at: &Location) -> EngineError {
     let location = match df_position(&err) {
