@@ -22,7 +22,7 @@ use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::connector::dead_letter::{DeadLetterWriter, open_dead_letter};
 use crate::connector::{ChangeKind, SinkWriter, SourceReader, open_sink, open_source};
 use crate::error::{EngineError, ErrorClass, Result};
-use crate::planner::{QueryPlan, Stages};
+use crate::planner::{QueryPlan, Stages, WindowedStages};
 use crate::runtime::prefetch::Prefetching;
 use crate::runtime::slot::BatchSlot;
 use crate::state::snapshot::Snapshot;
@@ -339,6 +339,7 @@ impl QueryRunner {
         let output = self.process(&mut batch).await?;
         self.deliver(&mut batch, output).await?;
         self.checkpoint_phase(&batch).await?;
+        batch.outcome.finished = batch.end_of_input;
         self.metrics.rows_out(batch.outcome.rows_out);
         self.metrics.batch_duration(started.elapsed());
         Ok(batch.outcome)
@@ -413,25 +414,7 @@ impl QueryRunner {
                 let lateness = nanos(plan.options.allowed_lateness);
                 let drop_before = batch.watermark_before.map(|w| w.saturating_sub(lateness));
                 let isolated = isolate(&inputs, |rows| {
-                    Box::pin(async move {
-                        let input = match &stages.view {
-                            Some(view) => {
-                                plan.source_slot.fill(rows);
-                                collect(Arc::clone(view), Arc::clone(task_ctx)).await?
-                            }
-                            None => rows,
-                        };
-                        let mut windowed = Vec::with_capacity(input.len());
-                        let mut dropped = (0, 0);
-                        for rows in &input {
-                            let (assigned, lost) = stages.assigner.assign(rows, drop_before)?;
-                            dropped = (dropped.0 + lost.late, dropped.1 + lost.null_time);
-                            windowed.push(assigned);
-                        }
-                        stages.window_slot.fill(windowed);
-                        let pre = collect(Arc::clone(&stages.pre), Arc::clone(task_ctx)).await?;
-                        Ok((pre, dropped))
-                    })
+                    Box::pin(windowed_rows(plan, stages, rows, drop_before))
                 })
                 .await?;
                 batch.dead_letters.rejected("query", &parts, &isolated, metrics)?;
@@ -651,6 +634,34 @@ async fn finish_windows(
     .await?;
     dead.rejected_output(&plan.name, &emitted, &isolated, &metrics)?;
     Ok(isolated.value)
+}
+
+/// What a windowed query aggregates from `rows`: the view, the window assigner (dropping events
+/// before `drop_before` and those without an event time, counted) and the pre plan.
+async fn windowed_rows(
+    plan: &QueryPlan,
+    stages: &WindowedStages,
+    rows: Vec<RecordBatch>,
+    drop_before: Option<i64>,
+) -> Result<(Vec<RecordBatch>, (usize, usize))> {
+    let task_ctx = &plan.task_ctx;
+    let input = match &stages.view {
+        Some(view) => {
+            plan.source_slot.fill(rows);
+            collect(Arc::clone(view), Arc::clone(task_ctx)).await?
+        }
+        None => rows,
+    };
+    let mut windowed = Vec::with_capacity(input.len());
+    let mut dropped = (0, 0);
+    for rows in &input {
+        let (assigned, lost) = stages.assigner.assign(rows, drop_before)?;
+        dropped = (dropped.0 + lost.late, dropped.1 + lost.null_time);
+        windowed.push(assigned);
+    }
+    stages.window_slot.fill(windowed);
+    let pre = collect(Arc::clone(&stages.pre), Arc::clone(task_ctx)).await?;
+    Ok((pre, dropped))
 }
 
 /// Exponential backoff from 100 ms to 30 s.
