@@ -491,7 +491,7 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.dead_letter.write(&dead.records).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(self.recovered(failures)),
                 Err(err) => {
                     failures += 1;
                     self.retry_write(err, failures).await?;
@@ -504,7 +504,7 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.sink.write(self.epoch, batch, kind).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(self.recovered(failures)),
                 Err(err) => {
                     failures += 1;
                     self.retry_write(err, failures).await?;
@@ -517,12 +517,20 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.sink.commit(self.epoch).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(self.recovered(failures)),
                 Err(err) => {
                     failures += 1;
                     self.retry_write(err, failures).await?;
                 }
             }
+        }
+    }
+
+    /// A write succeeded after `failures` failed attempts: the query runs again.
+    fn recovered(&self, failures: u32) {
+        if failures > 0 {
+            tracing::info!(query = %self.plan.name, failures, "write succeeded; running again");
+            self.report(QueryState::Running, None);
         }
     }
 
