@@ -28,6 +28,7 @@ pub mod demo;
 pub mod error;
 pub mod planner;
 pub mod runtime;
+pub mod slot;
 pub mod snapshot;
 pub mod sql;
 pub mod state;

@@ -30,7 +30,7 @@ use crate::catalog::TableDef;
 use crate::connector::ConnectorSpec;
 use crate::connector::cassandra::CassandraOptions;
 use crate::error::{EngineError, Location, Result};
-use crate::runtime::slot::BatchSlot;
+use crate::slot::BatchSlot;
 use crate::sql::{CreateView, Emit, InsertInto, Located, QueryFile, Statement};
 use crate::state::WindowAggregate;
 use crate::time::window::WindowAssigner;

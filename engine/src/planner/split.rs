@@ -28,7 +28,7 @@ use crate::connector::ConnectorSpec;
 use crate::connector::cassandra::CassandraOptions;
 use crate::connector::kafka::Assignment;
 use crate::error::{EngineError, Location, Result};
-use crate::runtime::slot::{BatchSlot, SlotTable};
+use crate::slot::{BatchSlot, SlotTable};
 use crate::sql::{CreateView, Emit, InsertInto, Located};
 use crate::state::aggregates::{AggregateCall, AggregateSet};
 use crate::state::keys::KeyInterner;
