@@ -27,6 +27,7 @@ pub mod connector;
 pub mod demo;
 pub mod error;
 pub mod planner;
+pub mod repl;
 pub mod runtime;
 pub mod slot;
 pub mod snapshot;
