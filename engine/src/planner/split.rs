@@ -71,7 +71,6 @@ impl AggregateTemplate {
     }
 }
 
-
 fn df_error(err: DataFusionError, at: &Location) -> EngineError {
     let location = match df_position(&err) {
         Some((line, column)) => Location::new(&at.file, line, column),
