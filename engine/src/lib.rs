@@ -34,6 +34,7 @@ pub mod connector;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod options;
 pub mod planner;
 pub mod repl;
 pub mod runtime;

@@ -10,6 +10,7 @@ mod context;
 mod explain;
 mod options;
 mod redirect;
+mod sink;
 mod split;
 mod window;
 
@@ -25,7 +26,7 @@ pub use self::context::new_session;
 pub use self::explain::explain;
 pub use self::options::{PipelineOptions, SET_KEYS, apply_set};
 pub use self::redirect::Redirect;
-pub use self::split::SinkMapping;
+pub use self::sink::SinkMapping;
 use crate::catalog::TableDef;
 use crate::connector::ConnectorSpec;
 use crate::connector::cassandra::CassandraOptions;
