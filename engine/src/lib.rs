@@ -15,6 +15,7 @@
 //! docs/architecture.md, checked by `engine/tests/it/layers.rs`):
 //!
 //! * [`error`]: every error, and where it happened.
+//! * [`options`] is the `WITH` options bag that declarations and connectors read.
 //! * [`time`] and [`state`] are pure and deterministic; [`telemetry`] holds the metrics and the
 //!   HTTP endpoints; [`slot`] is the plan leaf a micro-batch is put into.
 //! * [`sql`] knows syntax and nothing about connectors; [`checkpoint`] keeps a query's state on

@@ -9,27 +9,12 @@ use std::path::{Path, PathBuf};
 /// Imports that break the table today and that the issue-12 branches remove: (importer,
 /// imported, why). Each entry must still be needed; the test fails when one is not, so that the
 /// list only shrinks. Empty it when the branches are merged.
-const PENDING_IMPORTS: &[(&str, &str, &str)] = &[
-    (
-        "planner",
-        "connector",
-        "issue 12: `planner` imports `connector` (`ConnectorSpec`, `CassandraOptions`, \
+const PENDING_IMPORTS: &[(&str, &str, &str)] = &[(
+    "planner",
+    "connector",
+    "issue 12: `planner` imports `connector` (`ConnectorSpec`, `CassandraOptions`, \
          `kafka::Assignment`); connectors are to expose a capability/schema description that the \
          planner checks (offline-check branch)",
-    ),
-    (
-        "connector",
-        "sql",
-        "issue 12: every connector imports `sql/options.rs`; the `WITH` options bag moves to a \
-         neutral `options` module (offline-check branch)",
-    ),
-];
-
-/// Modules with a row in the table that `engine/src/lib.rs` does not declare yet: (module,
-/// why). Same rule as [`PENDING_IMPORTS`].
-const PENDING_MODULES: &[(&str, &str)] = &[(
-    "options",
-    "issue 12: the `WITH` options bag moves out of `sql/options.rs` (offline-check branch)",
 )];
 
 /// A row of the layer table.
@@ -260,16 +245,11 @@ fn modules_import_only_what_the_architecture_table_allows() {
                 )),
             }
         }
-        let pending = PENDING_MODULES.iter().any(|(m, _)| m == module);
-        match (declared.contains(module), pending) {
-            (false, false) => problems.push(format!(
+        if !declared.contains(module) {
+            problems.push(format!(
                 "docs/architecture.md: `{module}` has a row but engine/src/lib.rs declares no \
                  such module"
-            )),
-            (true, true) => problems.push(format!(
-                "`{module}` is in engine/src/lib.rs now: remove it from PENDING_MODULES"
-            )),
-            _ => {}
+            ));
         }
     }
     let (mut found, seen) = violations(&src, &table);
