@@ -95,15 +95,13 @@ fn code(line: &str) -> &str {
     line.find("//").map_or(line, |at| &line[..at])
 }
 
-/// The first segment of every path that follows `crate::` in `text`: `crate::a::B` gives `a`,
-/// `crate::{a::B, c}` gives `a` and `c`.
-fn crate_paths(text: &str) -> Vec<String> {
+/// The first segment of every path that follows `crate::` in `text`, with the byte offset of
+/// its `crate::`: `crate::a::B` gives `a`, `crate::{a::B, c}` (over lines too) gives `a` and `c`.
+fn crate_paths(text: &str) -> Vec<(usize, String)> {
     let mut found = vec![];
-    let mut rest = text;
-    while let Some(at) = rest.find("crate::") {
-        let before = rest[..at].chars().next_back();
-        let after = &rest[at + "crate::".len()..];
-        rest = after;
+    for (at, _) in text.match_indices("crate::") {
+        let before = text[..at].chars().next_back();
+        let after = &text[at + "crate::".len()..];
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
             continue;
         }
@@ -124,12 +122,12 @@ fn crate_paths(text: &str) -> Vec<String> {
                 }
             }
             items.push(item);
-            found.extend(items.iter().map(|i| first_segment(i.trim())));
+            found.extend(items.iter().map(|i| (at, first_segment(i.trim()))));
         } else {
-            found.push(first_segment(after));
+            found.push((at, first_segment(after)));
         }
     }
-    found.retain(|s| !s.is_empty());
+    found.retain(|(_, s)| !s.is_empty());
     found
 }
 
@@ -182,8 +180,8 @@ fn violations(
             problems.push(format!("{shown}: module `{module}` has no row in the layer table"));
             continue;
         };
-        for (number, line) in text.lines().enumerate() {
-            let line = code(line);
+        let code: Vec<&str> = text.lines().map(code).collect();
+        for (number, line) in code.iter().enumerate() {
             if line.contains("super::super::") {
                 problems.push(format!(
                     "{shown}:{}: `super::super::` reaches out of its module; name it with a \
@@ -191,25 +189,26 @@ fn violations(
                     number + 1
                 ));
             }
-            for name in crate_paths(line) {
-                let imported = match macros.get(&name) {
-                    Some(defined_in) => defined_in.clone(),
-                    None if table.contains_key(&name) => name,
-                    // An item of lib.rs itself (`crate::Result`).
-                    None => continue,
-                };
-                if imported == *module {
-                    continue;
-                }
-                seen.insert((module.clone(), imported.clone()));
-                if !row.may_import.contains(&imported) {
-                    problems.push(format!(
-                        "{shown}:{}: `{module}` imports `{imported}`; it may import only {:?} \
-                         (docs/architecture.md)",
-                        number + 1,
-                        row.may_import
-                    ));
-                }
+        }
+        let code = code.join("\n");
+        for (at, name) in crate_paths(&code) {
+            let imported = match macros.get(&name) {
+                Some(defined_in) => defined_in.clone(),
+                None if table.contains_key(&name) => name,
+                // An item of lib.rs itself (`crate::Result`).
+                None => continue,
+            };
+            if imported == *module {
+                continue;
+            }
+            seen.insert((module.clone(), imported.clone()));
+            if !row.may_import.contains(&imported) {
+                problems.push(format!(
+                    "{shown}:{}: `{module}` imports `{imported}`; it may import only {:?} \
+                     (docs/architecture.md)",
+                    code[..at].matches('\n').count() + 1,
+                    row.may_import
+                ));
             }
         }
     }
@@ -271,12 +270,13 @@ fn modules_import_only_what_the_architecture_table_allows() {
 
 #[test]
 fn the_check_reads_grouped_inline_and_macro_paths() {
+    let names = |text: &str| crate_paths(text).into_iter().map(|(_, n)| n).collect::<Vec<_>>();
     assert_eq!(
-        crate_paths("use crate::{catalog::TableDef, sql::{self, Located}, Result};"),
-        ["catalog", "sql", "Result"]
+        names("use crate::{catalog::TableDef, sql::{self, Located},\n    Result, runtime::X};"),
+        ["catalog", "sql", "Result", "runtime"]
     );
-    assert_eq!(crate_paths("let x = crate::runtime::slot::BatchSlot::new(s);"), ["runtime"]);
-    assert_eq!(crate_paths("$crate::telemetry::x!(); mycrate::planner"), Vec::<String>::new());
+    assert_eq!(names("let x = crate::runtime::slot::BatchSlot::new(s);"), ["runtime"]);
+    assert_eq!(names("$crate::telemetry::x!(); mycrate::planner"), Vec::<String>::new());
     assert_eq!(code("use crate::a; // crate::b"), "use crate::a; ");
 
     // A table where `low` may import nothing and `high` everything below it.
@@ -295,7 +295,7 @@ fn the_check_reads_grouped_inline_and_macro_paths() {
     std::fs::write(src.join("high.rs"), "use crate::low::A;\nfn f() { crate::fail!() }\n").unwrap();
     std::fs::write(
         src.join("low").join("mod.rs"),
-        "use crate::error::E;\n// crate::high in a comment\nfn g() { crate::high::h() }\n",
+        "use crate::error::E;\n// crate::high in a comment\nuse crate::{\n    error::F,\n    high::H,\n};\n",
     )
     .unwrap();
     let (problems, seen) = violations(&src, &table);
