@@ -263,9 +263,8 @@ impl TwelveDataClient {
         }
         let reply = async {
             loop {
-                match self.handle_frame(read.next().await, symbols, sink).await {
-                    Ok(()) => {}
-                    Err(end) => return end,
+                if let Err(end) = self.handle_frame(read.next().await, symbols, sink).await {
+                    return end;
                 }
             }
         };

@@ -33,6 +33,8 @@ fn help_documents_subcommands_environment_and_config() {
         "--config",
         "--record",
         "TWELVEDATA_API_KEY",
+        "TWELVEDATA_URL",
+        "NO_COLOR",
         "KAFKA_BROKERS",
         "SYMBOLS",
         "TOPIC",
