@@ -24,7 +24,7 @@ use crate::connector::{ChangeKind, SinkWriter, SourceReader, open_sink, open_sou
 use crate::error::{EngineError, ErrorClass, Result};
 use crate::planner::{QueryPlan, Stages, WindowedStages};
 use crate::runtime::prefetch::Prefetching;
-use crate::runtime::slot::BatchSlot;
+use crate::slot::BatchSlot;
 use crate::state::snapshot::Snapshot;
 use crate::state::{Trigger, WindowAggregate};
 use crate::telemetry::health::{QueryState, Readiness};

@@ -17,6 +17,7 @@ mod golden;
 mod harness;
 mod health;
 mod kafka;
+mod layers;
 mod oracle;
 mod outage;
 mod poison;
