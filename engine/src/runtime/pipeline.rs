@@ -491,7 +491,10 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.dead_letter.write(&dead.records).await {
-                Ok(()) => return Ok(self.recovered(failures)),
+                Ok(()) => {
+                    self.recovered(failures);
+                    return Ok(());
+                }
                 Err(err) => {
                     failures += 1;
                     self.retry_write(err, failures).await?;
@@ -504,7 +507,10 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.sink.write(self.epoch, batch, kind).await {
-                Ok(()) => return Ok(self.recovered(failures)),
+                Ok(()) => {
+                    self.recovered(failures);
+                    return Ok(());
+                }
                 Err(err) => {
                     failures += 1;
                     self.retry_write(err, failures).await?;
@@ -517,7 +523,10 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.sink.commit(self.epoch).await {
-                Ok(()) => return Ok(self.recovered(failures)),
+                Ok(()) => {
+                    self.recovered(failures);
+                    return Ok(());
+                }
                 Err(err) => {
                     failures += 1;
                     self.retry_write(err, failures).await?;
@@ -640,7 +649,7 @@ async fn finish_windows(
         })
     })
     .await?;
-    dead.rejected_output(&plan.name, &emitted, &isolated, &metrics)?;
+    dead.rejected_output(&plan.name, &emitted, &isolated, metrics)?;
     Ok(isolated.value)
 }
 

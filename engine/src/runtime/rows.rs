@@ -32,11 +32,9 @@ impl Part {
     /// The record of row `row` (of `batch`): from the origins, or else the row's values as JSON
     /// with the partition as its location.
     pub fn record(&self, row: usize) -> Record {
-        self.origins.record(self.polled_row(row)).unwrap_or_else(|| Record {
-            location: RecordLocation::Partition(self.partition),
-            raw: None,
-            key: None,
-        })
+        let unknown =
+            Record { location: RecordLocation::Partition(self.partition), raw: None, key: None };
+        self.origins.record(self.polled_row(row)).unwrap_or(unknown)
     }
 
     /// Keeps rows `kept` of `batch` (all when `None`), now `batch` is `evaluated` (the same rows

@@ -2,7 +2,6 @@
 //! gauge shows.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -99,9 +98,9 @@ impl Readiness {
                 _ => false,
             };
             ready &= !blocking;
-            let _ = write!(text, "query {name}: {}", status.state.name());
+            text.push_str(&format!("query {name}: {}", status.state.name()));
             if let Some((class, error)) = &status.why {
-                let _ = write!(text, " ({class} error): {error}");
+                text.push_str(&format!(" ({class} error): {error}"));
             }
             text.push('\n');
         }

@@ -62,7 +62,7 @@ async fn an_internal_error_stops_only_its_query_and_readyz_names_it() {
     )
     .unwrap();
     let ticks = generate(3, 3, 300, 0);
-    write_partitions(&dir.path().join("ticks"), &[ticks.clone()]);
+    write_partitions(&dir.path().join("ticks"), std::slice::from_ref(&ticks));
     let vars = vars(dir.path());
     let state = dir.path().join("state");
 

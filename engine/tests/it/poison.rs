@@ -136,10 +136,12 @@ impl Poison {
     }
 }
 
-/// Ticks with poison in every partition: the records of each partition in order, each with the
-/// poison it is (if any) and its tick (if it has one).
+/// A record as written: its text, the poison it is (if any) and its tick (if it has one).
+type Written = (String, Option<Poison>, Option<Tick>);
+
+/// Ticks with poison in every partition: the records of each partition in order.
 struct Input {
-    partitions: Vec<Vec<(String, Option<Poison>, Option<Tick>)>>,
+    partitions: Vec<Vec<Written>>,
 }
 
 impl Input {
