@@ -143,7 +143,10 @@ impl Supervisor {
         let readiness = self.config.readiness.clone();
         readiness.report(&name, QueryState::Starting, None);
         let handle = match self.launch(&name, query, &token).await {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                tracing::info!(query = %name, "query started");
+                handle
+            }
             Err(err) => {
                 tracing::error!(query = %name, class = %err.class(), error = %err, "query cannot start");
                 readiness.report(&name, QueryState::Failed, Some(&err));
@@ -151,7 +154,6 @@ impl Supervisor {
             }
         };
         self.generation += 1;
-        tracing::info!(query = %name, "query started");
         self.running.insert(
             name,
             Running { fingerprint, options, file, generation: self.generation, token, handle },
