@@ -248,6 +248,41 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
         if "broker" not in env.get("KAFKA_PROCESS_ROLES", "") or "controller" not in env.get("KAFKA_PROCESS_ROLES", ""):
             fail(f"{where}: kafka is not in combined KRaft mode")
 
+    # Kafdrop: pointed at the cluster's Kafka Service, probed, bounded.
+    kafdrop = by_kind.get("Deployment", {}).get("kafdrop")
+    if kafdrop is None:
+        fail(f"{where}: no Deployment kafdrop")
+    else:
+        container = pod_spec(kafdrop)["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        broker = by_kind.get("Service", {}).get("kafka-broker", {})
+        addresses = [f"kafka-broker:{p['port']}" for p in broker.get("spec", {}).get("ports", [])]
+        if env.get("KAFKA_BROKERCONNECT") not in addresses:
+            fail(f"{where}: kafdrop KAFKA_BROKERCONNECT is {env.get('KAFKA_BROKERCONNECT')!r}, not the Service {addresses}")
+        for probe in ("readinessProbe", "livenessProbe"):
+            if container.get(probe, {}).get("httpGet", {}).get("path") != "/actuator/health":
+                fail(f"{where}: kafdrop {probe} does not ask /actuator/health")
+        if not container.get("resources", {}).get("limits"):
+            fail(f"{where}: kafdrop has no resource limits")
+
+    # Every NodePort is admitted by a NetworkPolicy of its pods, and the kind cluster of
+    # terraform/modules/kind-cluster maps it to the host.
+    kind_ports = set(re.findall(r"container_port\s*=\s*(\d+)", open("terraform/modules/kind-cluster/main.tf").read()))
+    for name, svc in by_kind.get("Service", {}).items():
+        if svc["spec"].get("type") != "NodePort":
+            continue
+        selector = svc["spec"]["selector"]
+        for port in svc["spec"]["ports"]:
+            if str(port.get("nodePort")) not in kind_ports:
+                fail(f"{where}: NodePort {port.get('nodePort')} of Service {name} is not mapped in terraform/modules/kind-cluster")
+            admitted = any(
+                all(np["spec"]["podSelector"].get("matchLabels", {}).get(k) == v for k, v in selector.items())
+                and any(not rule.get("from") and any(p.get("port") in (port.get("targetPort"), port["port"]) for p in rule.get("ports", []))
+                        for rule in np["spec"].get("ingress", []))
+                for np in by_kind.get("NetworkPolicy", {}).values())
+            if not admitted:
+                fail(f"{where}: no NetworkPolicy admits NodePort traffic to Service {name} port {port['port']}")
+
     # Prometheus scrape annotations on the binaries' pods.
     for name in ("engine",):
         o = by_kind.get("Deployment", {}).get(name, {})
