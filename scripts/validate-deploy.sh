@@ -101,7 +101,7 @@ validate_schemas() {
 lint_yaml() {
     local config='{extends: default, rules: {line-length: {max: 180}, document-start: disable,
         truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}}}'
-    "$VENV/bin/yamllint" --strict -d "$config" k8s queries/kustomization.yaml cql/kustomization.yaml \
+    "$VENV/bin/yamllint" --strict -d "$config" k8s compose.yaml compose queries/kustomization.yaml cql/kustomization.yaml \
         grafana/kustomization.yaml grafana/provisioning || die "yamllint"
     log "yamllint: ok"
 }
