@@ -14,7 +14,7 @@ use datafusion::sql::sqlparser::ast;
 
 use crate::connector::{ConnectorSpec, SourceColumn};
 use crate::error::{EngineError, Location, Result};
-use crate::sql::options::Options;
+use crate::options::Options;
 use crate::sql::{CreateTable, Located, TableElement};
 
 /// A column computed from the row: `name AS expr`.

@@ -26,8 +26,11 @@ pub mod connector;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod options;
 pub mod planner;
+pub mod repl;
 pub mod runtime;
+pub mod slot;
 pub mod snapshot;
 pub mod sql;
 pub mod state;

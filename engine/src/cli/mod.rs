@@ -124,7 +124,7 @@ fn parse_replay(text: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::sql::options::parse_duration(text)
+    crate::options::parse_duration(text)
 }
 
 /// Runs the command; returns the process exit code.

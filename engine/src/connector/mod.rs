@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::sql::options::Options;
+use crate::options::Options;
 
 /// Metadata a connector can fill into a `METADATA FROM 'key'` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

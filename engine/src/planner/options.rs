@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::redirect::Redirect;
 use crate::error::{Location, Result};
+use crate::options::parse_duration;
 use crate::sql::SetOption;
-use crate::sql::options::parse_duration;
 
 /// Options that govern how queries run.
 #[derive(Debug, Clone, PartialEq, Eq)]

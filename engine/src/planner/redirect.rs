@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use crate::sql::options::WithOption;
+use crate::options::WithOption;
 use crate::sql::{CreateTable, QueryFile, Statement};
 
 /// Which tables a run reads from or writes to files instead of their connectors.

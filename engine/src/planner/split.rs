@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{can_cast_types, cast};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::default_table_source::provider_as_source;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -21,14 +19,14 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
 use super::context::new_session;
+use super::sink::map_to_sink;
 use super::window::{WindowCall, rewrite_windows, window_bound};
 use super::{PipelineOptions, QueryPlan, Recipe, Stages, WindowedStages};
 use crate::catalog::{TableDef, df_message, df_position};
 use crate::connector::ConnectorSpec;
-use crate::connector::cassandra::CassandraOptions;
 use crate::connector::kafka::Assignment;
 use crate::error::{EngineError, Location, Result};
-use crate::runtime::slot::{BatchSlot, SlotTable};
+use crate::slot::{BatchSlot, SlotTable};
 use crate::sql::{CreateView, Emit, InsertInto, Located};
 use crate::state::aggregates::{AggregateCall, AggregateSet};
 use crate::state::keys::KeyInterner;
@@ -70,31 +68,6 @@ impl AggregateTemplate {
     /// The aggregate calls, for `explain`.
     pub fn describe(&self) -> Vec<String> {
         self.calls.iter().map(|c| c.function.name().to_string()).collect()
-    }
-}
-
-/// How the query's output columns become the sink's columns.
-#[derive(Debug, Clone)]
-pub struct SinkMapping {
-    /// The sink's schema.
-    pub schema: SchemaRef,
-    /// For each sink column, the output column it takes.
-    pub sources: Vec<usize>,
-}
-
-impl SinkMapping {
-    /// Reorders and casts a batch of query output into the sink's schema.
-    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .zip(&self.sources)
-            .map(|(field, &source)| cast(batch.column(source), field.data_type()))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(DataFusionError::from)?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
-            .map_err(DataFusionError::from)?)
     }
 }
 
@@ -662,168 +635,4 @@ fn replace_aggregate(
         })
     })?;
     Ok(replaced.data)
-}
-
-fn map_to_sink(
-    output: &SchemaRef,
-    sink: &TableDef,
-    insert: &InsertInto,
-    at: &Location,
-) -> Result<SinkMapping> {
-    if sink.has_source_only_columns() {
-        return crate::sql_err!(
-            at,
-            "table '{}' declares computed, metadata or watermark columns, so it can only be read",
-            sink.name
-        );
-    }
-    if !sink.connector.is_sink() {
-        return crate::sql_err!(
-            at,
-            "table '{}' uses the {} connector, which can only be read",
-            sink.name,
-            sink.connector.name()
-        );
-    }
-    if let ConnectorSpec::Cassandra(cassandra) = &sink.connector {
-        return map_by_name(output, sink, cassandra, insert, at);
-    }
-    if !sink.declared {
-        let fields: Vec<Field> =
-            output.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        return Ok(SinkMapping {
-            schema: Arc::new(Schema::new(fields)),
-            sources: (0..output.fields().len()).collect(),
-        });
-    }
-    let target = &sink.schema;
-    let sources: Vec<usize> = if insert.columns.is_empty() {
-        if output.fields().len() != target.fields().len() {
-            return crate::sql_err!(
-                at,
-                "the query produces {} columns but table '{}' has {} ({})",
-                output.fields().len(),
-                sink.name,
-                target.fields().len(),
-                field_names(target)
-            );
-        }
-        (0..target.fields().len()).collect()
-    } else {
-        if insert.columns.len() != output.fields().len() {
-            return crate::sql_err!(
-                at,
-                "{} columns are listed but the query produces {}",
-                insert.columns.len(),
-                output.fields().len()
-            );
-        }
-        let mut sources = vec![];
-        for field in target.fields() {
-            match insert.columns.iter().position(|c| c == field.name()) {
-                Some(i) => sources.push(i),
-                None => {
-                    return crate::sql_err!(
-                        at,
-                        "column '{}' of table '{}' is not in the INSERT column list",
-                        field.name(),
-                        sink.name
-                    );
-                }
-            }
-        }
-        if let Some(unknown) = insert.columns.iter().find(|c| target.field_with_name(c).is_err()) {
-            return crate::sql_err!(
-                at,
-                "table '{}' has no column '{unknown}' ({})",
-                sink.name,
-                field_names(target)
-            );
-        }
-        sources
-    };
-    for (field, &source) in target.fields().iter().zip(&sources) {
-        let from = output.field(source).data_type();
-        if !can_cast_types(from, field.data_type()) {
-            return crate::sql_err!(
-                at,
-                "column '{}' of table '{}' is {}, but the query gives {from} (query column {})",
-                field.name(),
-                sink.name,
-                field.data_type(),
-                source + 1
-            );
-        }
-    }
-    Ok(SinkMapping { schema: Arc::clone(target), sources })
-}
-
-/// Maps query output to a Cassandra table's columns by name (or by the INSERT column list):
-/// every primary key column must be written and every written column must take the value's type.
-fn map_by_name(
-    output: &SchemaRef,
-    sink: &TableDef,
-    cassandra: &CassandraOptions,
-    insert: &InsertInto,
-    at: &Location,
-) -> Result<SinkMapping> {
-    let Some(table) = &cassandra.columns else {
-        return crate::sql_err!(
-            at,
-            "the columns of table '{}' could not be read from Cassandra (see the error at {})",
-            sink.name,
-            sink.location
-        );
-    };
-    let names: Vec<&str> = if insert.columns.is_empty() {
-        output.fields().iter().map(|f| f.name().as_str()).collect()
-    } else if insert.columns.len() != output.fields().len() {
-        return crate::sql_err!(
-            at,
-            "{} columns are listed but the query produces {}",
-            insert.columns.len(),
-            output.fields().len()
-        );
-    } else {
-        insert.columns.iter().map(String::as_str).collect()
-    };
-    let mut fields = vec![];
-    let mut sources = vec![];
-    for (source, name) in names.iter().enumerate() {
-        if table.column(name).is_none() {
-            return crate::sql_err!(
-                at,
-                "query column {} '{name}' is not a column of Cassandra table {} ({}); alias it to one",
-                source + 1,
-                cassandra.qualified_name(),
-                field_names(&table.schema())
-            );
-        }
-        if names[..source].contains(name) {
-            return crate::sql_err!(at, "column '{name}' is written twice");
-        }
-        let data_type = table
-            .writable(name, output.field(source).data_type())
-            .map_err(|m| EngineError::sql(at.clone(), format!("table '{}': {m}", sink.name)))?;
-        let key = table.column(name).is_some_and(|c| c.is_key());
-        fields.push(Field::new(*name, data_type, !key));
-        sources.push(source);
-    }
-    let missing: Vec<String> =
-        table.primary_key().into_iter().filter(|k| !names.contains(&k.as_str())).collect();
-    if !missing.is_empty() {
-        return crate::sql_err!(
-            at,
-            "the query does not write primary key column{} {} of Cassandra table {} (primary key: {})",
-            if missing.len() > 1 { "s" } else { "" },
-            missing.join(", "),
-            cassandra.qualified_name(),
-            table.primary_key().join(", ")
-        );
-    }
-    Ok(SinkMapping { schema: Arc::new(Schema::new(fields)), sources })
-}
-
-fn field_names(schema: &Schema) -> String {
-    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
 }

@@ -6,7 +6,6 @@
 
 pub mod env;
 pub mod loader;
-pub mod options;
 pub mod parser;
 pub mod types;
 

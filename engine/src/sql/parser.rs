@@ -25,8 +25,8 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::env::expand_vars;
-use super::options::WithOption;
 use crate::error::{EngineError, Location};
+use crate::options::WithOption;
 
 /// A node with the position where it starts in its file.
 #[derive(Debug, Clone)]

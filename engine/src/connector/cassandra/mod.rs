@@ -25,7 +25,7 @@ use scylla::statement::Consistency;
 pub use self::sink::CassandraSink;
 pub(crate) use self::sink::to_cql;
 use crate::error::Result;
-use crate::sql::options::Options;
+use crate::options::Options;
 
 /// The options the connector accepts.
 pub const OPTIONS: &[&str] = &[
@@ -108,7 +108,7 @@ impl CassandraOptions {
         let ttl = match options.pull_str("ttl") {
             None => None,
             Some(o) => {
-                let seconds = crate::sql::options::parse_duration(&o.value)
+                let seconds = crate::options::parse_duration(&o.value)
                     .map_err(|m| {
                         crate::error::EngineError::sql(o.location.clone(), format!("'ttl': {m}"))
                     })?

@@ -17,7 +17,7 @@ pub use self::sink::FileSink;
 pub use self::source::FileSource;
 use super::ChangeKind;
 use crate::error::{EngineError, Result};
-use crate::sql::options::Options;
+use crate::options::Options;
 
 /// The options the connector accepts.
 pub const OPTIONS: &[&str] = &["connector", "path", "format", "csv.header", "csv.delimiter"];

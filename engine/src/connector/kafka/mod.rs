@@ -31,7 +31,7 @@ mod source;
 
 pub use self::source::KafkaSource;
 use crate::error::Result;
-use crate::sql::options::Options;
+use crate::options::Options;
 
 /// The options the connector accepts (`properties.*` is passed to librdkafka).
 pub const OPTIONS: &[&str] = &[

@@ -1,5 +1,6 @@
 //! `WITH (...)` options as a pull-bag: each connector takes the keys it understands and whatever
-//! is left over is an error, except keys under a declared pass-through prefix.
+//! is left over is an error, except keys under a declared pass-through prefix. Neutral ground
+//! between the SQL dialect that parses them and the connectors that read them.
 
 use std::collections::BTreeMap;
 use std::fmt;
