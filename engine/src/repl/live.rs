@@ -45,7 +45,7 @@ fn window_identity(plan: &QueryPlan, group: &[usize]) -> Vec<usize> {
 impl LiveQuery {
     /// Wraps `plan`, which writes to `changes`. Its output must hold every `GROUP BY` column
     /// (the window bounds among them), so that each window's row can be replaced in place.
-    pub fn new(plan: QueryPlan, changes: Changes) -> Result<Self, Failure> {
+    pub(super) fn new(plan: QueryPlan, changes: Changes) -> Result<Self, Failure> {
         let key = plan
             .logical
             .schema()
@@ -61,7 +61,7 @@ impl LiveQuery {
     }
 
     /// The query's plan.
-    pub fn plan(&self) -> &QueryPlan {
+    pub(super) fn plan(&self) -> &QueryPlan {
         &self.plan
     }
 

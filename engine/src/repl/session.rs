@@ -155,7 +155,7 @@ impl Session {
     }
 
     /// The tables and views that can be queried, with their columns.
-    pub async fn tables(&self) -> Vec<(String, SchemaRef, String)> {
+    async fn tables(&self) -> Vec<(String, SchemaRef, String)> {
         let Some(schema) = self.ctx.catalog("datafusion").and_then(|c| c.schema("public")) else {
             return vec![];
         };
