@@ -151,14 +151,53 @@ impl ConnectorSpec {
         }
     }
 
-    /// Whether the sink can store deletions (merged session windows).
-    pub fn accepts_deletes(&self) -> bool {
+    /// What the connector accepts as a sink; `None` when it can only be read.
+    pub fn sink_capabilities(&self) -> Option<SinkCapabilities> {
+        let all = SinkCapabilities { deletes: true, several_queries: true, partition_tasks: true };
         match self {
-            Self::Filesystem(options) => options.format != filesystem::FileFormat::Parquet,
-            Self::Stdout | Self::Blackhole | Self::Cassandra(_) | Self::Memory(_) => true,
-            Self::Kafka(_) => false,
+            Self::Filesystem(options) => Some(SinkCapabilities {
+                deletes: options.format != filesystem::FileFormat::Parquet,
+                several_queries: true,
+                partition_tasks: false,
+            }),
+            Self::Stdout | Self::Blackhole | Self::Cassandra(_) | Self::Memory(_) => Some(all),
+            Self::Kafka(_) => None,
         }
     }
+
+    /// Whether the source's partitions are split between replicas (and read by one task each)
+    /// rather than all read here.
+    pub fn splits_partitions(&self) -> bool {
+        matches!(self, Self::Kafka(k) if k.assignment == kafka::Assignment::Group)
+    }
+
+    /// The columns of the table as the store it lives in describes them (a Cassandra table,
+    /// once described), written by name.
+    pub fn store_table(&self) -> Option<(String, &cassandra::CassandraTable)> {
+        match self {
+            Self::Cassandra(options) => {
+                options.columns.as_deref().map(|table| (options.qualified_name(), table))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the table's columns live in the store rather than in the query files, so that
+    /// they are described before planning.
+    pub fn columns_in_store(&self) -> bool {
+        matches!(self, Self::Cassandra(_))
+    }
+}
+
+/// What a sink accepts, for the planner's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkCapabilities {
+    /// Deletions (session windows merged in upsert mode are retracted).
+    pub deletes: bool,
+    /// Writes from several queries into the same table.
+    pub several_queries: bool,
+    /// Writes from the partition tasks of one query, on several replicas at once.
+    pub partition_tasks: bool,
 }
 
 /// A column the source produces: read from the data or filled from metadata.

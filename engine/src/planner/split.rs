@@ -23,8 +23,6 @@ use super::sink::map_to_sink;
 use super::window::{WindowCall, rewrite_windows, window_bound};
 use super::{PipelineOptions, QueryPlan, Recipe, Stages, WindowedStages};
 use crate::catalog::{TableDef, df_message, df_position};
-use crate::connector::ConnectorSpec;
-use crate::connector::kafka::Assignment;
 use crate::error::{EngineError, Location, Result};
 use crate::runtime::slot::{BatchSlot, SlotTable};
 use crate::sql::{CreateView, Emit, InsertInto, Located};
@@ -251,18 +249,16 @@ pub async fn plan_insert(
             (source, Stages::Stateless { plan: qc.physical(&optimized, at).await? }, false)
         }
     };
-    if emits_deletes && !sink.connector.accepts_deletes() {
+    let accepts = sink.sink_capabilities();
+    if emits_deletes && !accepts.is_some_and(|a| a.deletes) {
         return crate::sql_err!(
             at,
             "session windows in upsert mode retract merged sessions, which table '{}' ({}) cannot store; add EMIT ON WINDOW CLOSE",
             sink.name,
-            sink.connector.name()
+            sink.connector_name()
         );
     }
-    if let ConnectorSpec::Kafka(kafka) = &source.connector
-        && kafka.assignment == Assignment::Group
-        && matches!(sink.connector, ConnectorSpec::Filesystem(_))
-    {
+    if source.splits_partitions() && accepts.is_some_and(|a| !a.partition_tasks) {
         return crate::sql_err!(
             at,
             "table '{}' splits its topic between replicas ('scan.partition-assignment' = 'group'), whose partition tasks cannot share the files of table '{}'; write to a cassandra, stdout or blackhole table",
@@ -300,18 +296,18 @@ fn streaming_source(qc: &QueryContext, name: &str, at: &Location) -> Result<Arc<
     let Some(table) = qc.table(name) else {
         return crate::sql_err!(at, "'{name}' is not a declared table");
     };
-    if !table.connector.is_source() {
+    if !table.is_source() {
         return crate::sql_err!(
             at,
             "table '{name}' uses the {} connector, which can only be written",
-            table.connector.name()
+            table.connector_name()
         );
     }
     if !table.declared {
         return crate::sql_err!(
             table.location,
             "table '{name}' is read as a stream, so it needs its columns declared: the {} connector reads them by name",
-            table.connector.name()
+            table.connector_name()
         );
     }
     Ok(Arc::clone(table))

@@ -1,5 +1,6 @@
 //! Runs planned queries: the micro-batch loop that wires source, stages, state and sink.
 
+pub mod load;
 pub mod partitioned;
 pub mod pipeline;
 pub mod prefetch;

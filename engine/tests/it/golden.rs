@@ -10,8 +10,9 @@ use std::time::Duration;
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::planner::{PipelineOptions, QueryPlan};
+use engine::runtime::load::load_and_plan;
 use engine::runtime::{QueryRunner, StepOutcome};
 use serde_json::Value;
 
@@ -57,8 +58,13 @@ impl Case {
 
     async fn plan(&self, options: &PipelineOptions) -> QueryPlan {
         let vars = self.vars();
-        let (mut pipeline, errors) =
-            load_and_plan(&self.dir.path().join("q"), &|n| vars.get(n).cloned(), options).await;
+        let (mut pipeline, errors) = load_and_plan(
+            &self.dir.path().join("q"),
+            &|n| vars.get(n).cloned(),
+            options,
+            &SchemaSource::default(),
+        )
+        .await;
         assert!(errors.is_empty(), "{errors:?}");
         pipeline.queries.remove(0)
     }

@@ -14,8 +14,8 @@ use datafusion::sql::sqlparser::ast;
 
 use super::live::LiveQuery;
 use super::render::Rows;
+use crate::catalog::SchemaSource;
 use crate::catalog::{TableDef, df_message, df_position};
-use crate::cli::load_and_plan;
 use crate::connector::cassandra::ColumnKind;
 use crate::connector::memory::Changes;
 use crate::connector::{ConnectorSpec, SourceColumn};
@@ -101,7 +101,13 @@ impl Session {
         let (pipeline, errors) = match queries {
             Some(dir) => {
                 let options = PipelineOptions { redirect, ..PipelineOptions::default() };
-                load_and_plan(dir, &process_env, &options).await
+                crate::runtime::load::load_and_plan(
+                    dir,
+                    &process_env,
+                    &options,
+                    &SchemaSource::default(),
+                )
+                .await
             }
             None => (Pipeline::default(), vec![]),
         };
