@@ -153,11 +153,10 @@ impl ConnectorSpec {
 
     /// What the connector accepts as a sink; `None` when it can only be read.
     pub fn sink_capabilities(&self) -> Option<SinkCapabilities> {
-        let all = SinkCapabilities { deletes: true, several_queries: true, partition_tasks: true };
+        let all = SinkCapabilities { deletes: true, partition_tasks: true };
         match self {
             Self::Filesystem(options) => Some(SinkCapabilities {
                 deletes: options.format != filesystem::FileFormat::Parquet,
-                several_queries: true,
                 partition_tasks: false,
             }),
             Self::Stdout | Self::Blackhole | Self::Cassandra(_) | Self::Memory(_) => Some(all),
@@ -189,13 +188,12 @@ impl ConnectorSpec {
     }
 }
 
-/// What a sink accepts, for the planner's checks.
+/// What a sink accepts, for the planner's checks. Every sink accepts writes from several
+/// queries (file sinks name their files per query).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkCapabilities {
     /// Deletions (session windows merged in upsert mode are retracted).
     pub deletes: bool,
-    /// Writes from several queries into the same table.
-    pub several_queries: bool,
     /// Writes from the partition tasks of one query, on several replicas at once.
     pub partition_tasks: bool,
 }
@@ -323,15 +321,17 @@ pub trait SinkWriter: Send {
     async fn commit(&mut self, epoch: u64) -> Result<()>;
 }
 
-/// Opens a sink writer for `spec` writing rows of `schema`.
+/// Opens a sink writer for `spec` writing rows of `schema` for query `writer` (several queries
+/// may write one table).
 pub fn open_sink(
     table: &str,
+    writer: &str,
     spec: &ConnectorSpec,
     schema: SchemaRef,
 ) -> Result<Box<dyn SinkWriter>> {
     Ok(match spec {
         ConnectorSpec::Filesystem(options) => {
-            Box::new(filesystem::FileSink::new(table, options, schema)?)
+            Box::new(filesystem::FileSink::new(table, writer, options, schema)?)
         }
         ConnectorSpec::Stdout => Box::<stdout::StdoutSink>::default(),
         ConnectorSpec::Blackhole => Box::new(blackhole::BlackholeSink),
