@@ -11,13 +11,22 @@
 //!            ─▶ state (incremental aggregate) ─▶ emit ─▶ post-plan ─▶ sink ─▶ commit
 //! ```
 //!
-//! * [`sql`] knows syntax and nothing about connectors.
-//! * [`planner`] knows DataFusion and nothing about the network.
+//! Modules, lowest layer first; each imports only modules below it (the table in
+//! docs/architecture.md, checked by `engine/tests/it/layers.rs`):
+//!
+//! * [`error`]: every error, and where it happened.
+//! * [`options`] is the `WITH` options bag that declarations and connectors read.
+//! * [`time`] and [`state`] are pure and deterministic; [`telemetry`] holds the metrics and the
+//!   HTTP endpoints; [`slot`] is the plan leaf a micro-batch is put into.
+//! * [`sql`] knows syntax and nothing about connectors; [`checkpoint`] keeps a query's state on
+//!   disk.
 //! * [`connector`] knows files and servers and nothing about SQL.
-//! * [`time`] and [`state`] are pure and deterministic.
-//! * [`runtime`] wires them together.
-//! * [`snapshot`] reads declared tables as they are now, for the REPL.
+//! * [`catalog`] resolves declared tables.
+//! * [`planner`] knows DataFusion and nothing about the network.
+//! * [`runtime`] wires them together; [`snapshot`] reads declared tables as they are now.
+//! * [`repl`] is the REPL's logic: statements, live queries, completion; it prints nothing.
 //! * `demo` (feature `demo`, on by default) runs all of it in one process on embedded servers.
+//! * [`cli`] parses arguments and is the only module that prints.
 
 pub mod catalog;
 pub mod checkpoint;
@@ -28,7 +37,9 @@ pub mod demo;
 pub mod error;
 pub mod options;
 pub mod planner;
+pub mod repl;
 pub mod runtime;
+pub mod slot;
 pub mod snapshot;
 pub mod sql;
 pub mod state;

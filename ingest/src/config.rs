@@ -1,6 +1,7 @@
 //! Configuration: a TOML file (`--config ingest.toml`) overlaid by environment variables.
 //!
-//! Precedence: built-in defaults < file < environment (`KAFKA_BROKERS`, `SYMBOLS`, `TOPIC`).
+//! Precedence: built-in defaults < file < environment (`KAFKA_BROKERS`, `SYMBOLS`, `TOPIC`,
+//! `TOPIC_PARTITIONS`, `TWELVEDATA_URL`).
 //! The TwelveData API key is never read from the file: only [`ApiKey::from_env`] loads it.
 
 use std::fmt;
@@ -14,6 +15,8 @@ use crate::backoff::{BackoffPolicy, BackoffPolicyError};
 
 /// Environment variable holding the TwelveData API key.
 pub const API_KEY_ENV: &str = "TWELVEDATA_API_KEY";
+/// Environment variable overriding `twelvedata.url`.
+pub const URL_ENV: &str = "TWELVEDATA_URL";
 /// Environment variable overriding `kafka.brokers`.
 pub const BROKERS_ENV: &str = "KAFKA_BROKERS";
 /// Environment variable overriding `twelvedata.symbols` (comma-separated).
@@ -210,6 +213,9 @@ impl IngestConfig {
                 ))
             })?);
         }
+        if let Some(url) = env(URL_ENV) {
+            config.twelvedata.url = url;
+        }
         if let Some(symbols) = env(SYMBOLS_ENV) {
             config.twelvedata.symbols = symbols.split(',').map(str::to_owned).collect();
         }
@@ -249,13 +255,17 @@ impl IngestConfig {
             return invalid("kafka.partitions and kafka.replication must be at least 1".to_owned());
         }
         self.twelvedata.symbols = normalize_symbols(&self.twelvedata.symbols)?;
+        self.twelvedata.url = self.twelvedata.url.trim().to_owned();
         let td = &self.twelvedata;
         if !(td.url.starts_with("ws://") || td.url.starts_with("wss://")) {
-            return invalid(format!("twelvedata.url {:?} must start with ws:// or wss://", td.url));
-        }
-        if td.url.contains("apikey=") {
             return invalid(format!(
-                "twelvedata.url must not carry the API key; set {API_KEY_ENV} instead"
+                "twelvedata.url ({URL_ENV}) {:?} must start with ws:// or wss://",
+                td.url
+            ));
+        }
+        if td.url.to_ascii_lowercase().contains("apikey=") {
+            return invalid(format!(
+                "twelvedata.url ({URL_ENV}) must not carry the API key; set {API_KEY_ENV} instead"
             ));
         }
         for (name, value) in [
@@ -391,9 +401,11 @@ mod tests {
             BROKERS_ENV => Some("k2:9093".to_owned()),
             SYMBOLS_ENV => Some("BTC/USD, MSFT".to_owned()),
             TOPIC_ENV => Some("ticks.test".to_owned()),
+            URL_ENV => Some(" ws://127.0.0.1:8080/v1/quotes/price ".to_owned()),
             _ => None,
         };
         let c = IngestConfig::load_with_env(Some(f.path()), env).unwrap();
+        assert_eq!(c.twelvedata.url, "ws://127.0.0.1:8080/v1/quotes/price");
         assert_eq!(c.kafka.brokers, "k2:9093");
         assert_eq!(c.kafka.topic, "ticks.test");
         assert_eq!(c.twelvedata.symbols, ["BTC/USD", "MSFT"]);
@@ -417,6 +429,16 @@ mod tests {
         );
         let err = IngestConfig::load_with_env(Some(f.path()), no_env).unwrap_err();
         assert!(err.to_string().contains(API_KEY_ENV), "{err}");
+        let env = |name: &str| match name {
+            URL_ENV => Some("wss://x/v1/quotes/price?ApiKey=secret".to_owned()),
+            SYMBOLS_ENV => Some("AAPL".to_owned()),
+            _ => None,
+        };
+        let err = IngestConfig::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.contains(API_KEY_ENV) && !err.contains("secret"), "{err}");
+        let env = |name: &str| (name == URL_ENV).then(|| "https://x/".to_owned());
+        let err = IngestConfig::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.contains("TWELVEDATA_URL") && err.contains("ws://"), "{err}");
     }
 
     #[test]

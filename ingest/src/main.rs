@@ -1,8 +1,9 @@
 //! `ingest`: TwelveData WebSocket feed into Kafka, a market-data simulator, and a capture replayer.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,8 +11,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ingest::config::{ApiKey, IngestConfig};
+use ingest::logging::{self, LogFormat};
 use ingest::metrics::Health;
 use ingest::producer::TickProducer;
+use ingest::redact::Redactor;
 use ingest::replay::{self, Speed};
 use ingest::run::FLUSH_TIMEOUT;
 use ingest::simulate::{self, GeneratorConfig, Pacing, TickGenerator};
@@ -20,14 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 const ENV_HELP: &str = "\
 Environment:
-  TWELVEDATA_API_KEY  TwelveData API key (required by `run`; sent in the X-TD-APIKEY header, never logged,
-                      never read from the config file)
+  TWELVEDATA_API_KEY  TwelveData API key (required by `run`; sent in the X-TD-APIKEY header, never read from
+                      the config file; replaced by [REDACTED] in every log line, error and panic message)
+  TWELVEDATA_URL      WebSocket endpoint, overrides twelvedata.url  (default wss://ws.twelvedata.com/v1/quotes/price)
   KAFKA_BROKERS       bootstrap servers, overrides kafka.brokers   (default 127.0.0.1:9092)
   SYMBOLS             comma-separated symbols, overrides twelvedata.symbols (e.g. AAPL,EUR/USD,RY:TSX)
   TOPIC               overrides kafka.topic                         (default market.ticks)
   TOPIC_PARTITIONS    overrides kafka.partitions: create the topic with this many partitions
                       if it does not exist (default: never create it)
   RUST_LOG            log filter (default info); logs go to stderr
+  NO_COLOR            set (non-empty): no colour in the logs; without it, colour only when stderr is a terminal
 
 Config file (--config ingest.toml; unknown keys are errors; durations like \"10s\", \"500ms\"):
   [kafka]        brokers, topic, partitions, replication (1), compression = none|gzip|snappy|lz4, delivery_timeout,
@@ -53,12 +58,6 @@ struct Cli {
     /// Options of `run` (the default subcommand).
     #[command(flatten)]
     run: RunArgs,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -135,16 +134,6 @@ fn parse_start(s: &str) -> Result<SystemTime, String> {
     })
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 /// Cancels the token on SIGINT or SIGTERM.
 fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -159,10 +148,29 @@ fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Read before anything is logged: the key is redacted from every line, whatever the command.
+    let redactor = Redactor::new(ApiKey::from_env().ok().as_ref().map(ApiKey::expose));
+    logging::install_panic_hook(redactor.clone());
+    logging::init(cli.log_format, redactor.clone());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            logging::report_error(&redactor, &anyhow::Error::new(error).context("tokio runtime"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            logging::report_error(&redactor, &error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let config = IngestConfig::load(cli.config.as_deref())?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;

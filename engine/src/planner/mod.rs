@@ -29,7 +29,7 @@ pub use self::redirect::Redirect;
 pub use self::sink::SinkMapping;
 use crate::catalog::TableDef;
 use crate::error::{EngineError, Location, Result};
-use crate::runtime::slot::BatchSlot;
+use crate::slot::BatchSlot;
 use crate::sql::{CreateView, Emit, InsertInto, Located, QueryFile, Statement};
 use crate::state::WindowAggregate;
 use crate::time::window::WindowAssigner;

@@ -24,7 +24,7 @@ use super::window::{WindowCall, rewrite_windows, window_bound};
 use super::{PipelineOptions, QueryPlan, Recipe, Stages, WindowedStages};
 use crate::catalog::{TableDef, df_message, df_position};
 use crate::error::{EngineError, Location, Result};
-use crate::runtime::slot::{BatchSlot, SlotTable};
+use crate::slot::{BatchSlot, SlotTable};
 use crate::sql::{CreateView, Emit, InsertInto, Located};
 use crate::state::aggregates::{AggregateCall, AggregateSet};
 use crate::state::keys::KeyInterner;

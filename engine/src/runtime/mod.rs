@@ -4,7 +4,6 @@ pub mod load;
 pub mod partitioned;
 pub mod pipeline;
 pub mod prefetch;
-pub mod slot;
 pub mod supervisor;
 
 pub use pipeline::{QueryRunner, RunStats, StepOutcome};

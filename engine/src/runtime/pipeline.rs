@@ -490,7 +490,7 @@ fn latest_row(column: &ArrayRef) -> Option<usize> {
 
 async fn run_post(
     post: &Arc<dyn ExecutionPlan>,
-    slot: &Arc<crate::runtime::slot::BatchSlot>,
+    slot: &Arc<crate::slot::BatchSlot>,
     batch: Option<RecordBatch>,
     task_ctx: &Arc<datafusion::execution::TaskContext>,
 ) -> Result<Vec<RecordBatch>> {

@@ -16,6 +16,7 @@ mod flat_json;
 mod golden;
 mod harness;
 mod kafka;
+mod layers;
 mod offline_check;
 mod oracle;
 mod outage;

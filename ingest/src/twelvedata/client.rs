@@ -8,6 +8,8 @@
 //! - every new session subscribes again to the configured symbols, minus those the server refused
 //!   (`subscribe-status` `fails`): refused symbols are reported once and not requested again until the
 //!   process restarts; if every symbol is refused, [`TwelveDataClient::run`] stops with an error.
+//!
+//! Shutdown sends a close frame and waits up to [`CLOSE_REPLY_TIMEOUT`] for the server's close reply.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -30,6 +32,9 @@ use crate::sink::{PriceSink, SinkError};
 
 /// Header carrying the API key, so it never appears in a URL.
 pub const API_KEY_HEADER: &str = "X-TD-APIKEY";
+
+/// How long a shutdown waits for the server's reply to the client's close frame.
+pub const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest excerpt of an unexpected frame written to the log.
 const LOG_EXCERPT_BYTES: usize = 256;
@@ -223,13 +228,7 @@ impl TwelveDataClient {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    // Best effort: the process is leaving either way.
-                    if let Err(error) = write.send(Message::Close(None)).await {
-                        tracing::debug!(%error, "close frame not sent");
-                    }
-                    return SessionEnd::Shutdown;
-                }
+                _ = shutdown.cancelled() => return self.close(&mut write, &mut read, symbols, sink).await,
                 _ = &mut idle => return SessionEnd::Idle(idle_timeout),
                 _ = heartbeat.tick() => {
                     if let Err(e) = write.send(Message::text(ClientMessage::Heartbeat.to_json())).await {
@@ -239,33 +238,76 @@ impl TwelveDataClient {
                     metrics::counter!(names::WS_HEARTBEATS).increment(1);
                 }
                 frame = read.next() => {
-                    let received = Instant::now();
-                    idle.as_mut().reset(received + idle_timeout);
-                    let text = match frame {
-                        None => return SessionEnd::Closed(String::new()),
-                        Some(Err(e)) => return SessionEnd::Socket(e),
-                        Some(Ok(Message::Close(close))) => {
-                            return SessionEnd::Closed(close.map_or_else(String::new, |c| {
-                                format!(" (code {}, reason {:?})", c.code, c.reason.as_str())
-                            }));
-                        }
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Binary(bytes))) => match tungstenite::Utf8Bytes::try_from(bytes) {
-                            Ok(text) => text,
-                            Err(_) => {
-                                self.malformed("binary frame that is not UTF-8", "");
-                                continue;
-                            }
-                        },
-                        // Pings are answered by tungstenite; any frame proves the socket alive.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    };
-                    if let Err(e) = self.handle_text(text.as_str(), symbols, sink, received).await {
-                        return SessionEnd::Fatal(e);
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
+                    if let Err(end) = self.handle_frame(frame, symbols, sink).await {
+                        return end;
                     }
                 }
             }
         }
+    }
+
+    /// The closing handshake on shutdown: sends a close frame, then reads on (prices still reach the
+    /// sink) until the server's close reply or the end of the stream, for at most [`CLOSE_REPLY_TIMEOUT`].
+    /// Dropping the socket earlier, with frames unread, would make the kernel reset the connection.
+    async fn close<S: PriceSink>(
+        &mut self,
+        write: &mut (impl futures::Sink<Message, Error = tungstenite::Error> + Unpin),
+        read: &mut (impl futures::Stream<Item = Result<Message, tungstenite::Error>> + Unpin),
+        symbols: &[String],
+        sink: &mut S,
+    ) -> SessionEnd {
+        if let Err(error) = write.send(Message::Close(None)).await {
+            tracing::debug!(%error, "close frame not sent");
+            return SessionEnd::Shutdown;
+        }
+        let reply = async {
+            loop {
+                if let Err(end) = self.handle_frame(read.next().await, symbols, sink).await {
+                    return end;
+                }
+            }
+        };
+        match tokio::time::timeout(CLOSE_REPLY_TIMEOUT, reply).await {
+            Ok(SessionEnd::Closed(_)) => tracing::debug!("TwelveData connection closed cleanly"),
+            Ok(SessionEnd::Fatal(error)) => return SessionEnd::Fatal(error),
+            Ok(other) => tracing::debug!(reason = %other, "connection ended while closing"),
+            Err(_) => tracing::warn!(
+                timeout = ?CLOSE_REPLY_TIMEOUT,
+                "TwelveData did not answer the close frame in time; dropping the connection"
+            ),
+        }
+        SessionEnd::Shutdown
+    }
+
+    /// Handles one item of the read stream; `Err` ends the session.
+    async fn handle_frame<S: PriceSink>(
+        &mut self,
+        frame: Option<Result<Message, tungstenite::Error>>,
+        symbols: &[String],
+        sink: &mut S,
+    ) -> Result<(), SessionEnd> {
+        let received = Instant::now();
+        let text = match frame {
+            None => return Err(SessionEnd::Closed(String::new())),
+            Some(Err(e)) => return Err(SessionEnd::Socket(e)),
+            Some(Ok(Message::Close(close))) => {
+                return Err(SessionEnd::Closed(close.map_or_else(String::new, |c| {
+                    format!(" (code {}, reason {:?})", c.code, c.reason.as_str())
+                })));
+            }
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(bytes))) => match tungstenite::Utf8Bytes::try_from(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    self.malformed("binary frame that is not UTF-8", "");
+                    return Ok(());
+                }
+            },
+            // Pings are answered by tungstenite; any frame proves the socket alive.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
+        };
+        self.handle_text(text.as_str(), symbols, sink, received).await.map_err(SessionEnd::Fatal)
     }
 
     async fn handle_text<S: PriceSink>(

@@ -8,7 +8,9 @@ fn ingest(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("TWELVEDATA_API_KEY")
         .env_remove("KAFKA_BROKERS")
         .env_remove("SYMBOLS")
-        .env_remove("TOPIC");
+        .env_remove("TOPIC")
+        .env_remove("TWELVEDATA_URL")
+        .env_remove("NO_COLOR");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -31,6 +33,8 @@ fn help_documents_subcommands_environment_and_config() {
         "--config",
         "--record",
         "TWELVEDATA_API_KEY",
+        "TWELVEDATA_URL",
+        "NO_COLOR",
         "KAFKA_BROKERS",
         "SYMBOLS",
         "TOPIC",
@@ -129,4 +133,31 @@ fn replay_to_stdout_skips_garbage_and_keeps_events() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 2);
     assert!(stderr(&out).contains("capture.jsonl:2"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_error_message_carrying_the_key_is_redacted() {
+    let key = "5e8d1c0b9a7f6e5d4c3b2a1908f7e6d5";
+    let url = format!("https://feed.example/v1/quotes/price?token={key}");
+    let out = ingest(
+        &["run"],
+        &[("TWELVEDATA_API_KEY", key), ("TWELVEDATA_URL", &url), ("SYMBOLS", "AAPL")],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("TWELVEDATA_URL") && err.contains("must start with ws://"), "{err}");
+    assert!(err.contains("token=[REDACTED]") && !err.contains(key), "{err}");
+}
+
+#[test]
+fn logs_to_a_pipe_have_no_colour_escapes() {
+    let out = ingest(
+        &["simulate", "--count", "3", "--seed", "1", "--unthrottled"],
+        &[("RUST_LOG", "debug")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("simulation finished"), "no log to check: {}", stderr(&out));
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(!bytes.contains(&0x1b), "escape in {name}: {}", String::from_utf8_lossy(bytes));
+    }
 }

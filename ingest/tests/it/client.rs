@@ -8,9 +8,9 @@ use ingest::backoff::BackoffPolicy;
 use ingest::config::{ApiKey, TwelveDataConfig};
 use ingest::metrics::Health;
 use ingest::sink::{PriceSink, SinkError};
-use ingest::twelvedata::client::{ClientError, ClientStats, TwelveDataClient};
+use ingest::twelvedata::client::{CLOSE_REPLY_TIMEOUT, ClientError, ClientStats, TwelveDataClient};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,12 +19,18 @@ use crate::fake_twelvedata::{FakeTwelveData, price, subscribe_status};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Forwards every price event to the test.
-struct ChannelSink(mpsc::UnboundedSender<(String, String)>);
+/// Forwards every price event to the test; with a gate, the first one waits until the test opens it.
+struct ChannelSink {
+    prices: mpsc::UnboundedSender<(String, String)>,
+    gate: Option<oneshot::Receiver<()>>,
+}
 
 impl PriceSink for ChannelSink {
     async fn on_price(&mut self, symbol: &str, raw: &str, _: Instant) -> Result<(), SinkError> {
-        self.0.send((symbol.to_owned(), raw.to_owned()))?;
+        if let Some(gate) = self.gate.take() {
+            gate.await.expect("the test dropped the gate");
+        }
+        self.prices.send((symbol.to_owned(), raw.to_owned()))?;
         Ok(())
     }
 }
@@ -73,13 +79,18 @@ pub fn config(url: &str, symbols: &[&str]) -> TwelveDataConfig {
 }
 
 pub fn spawn(config: TwelveDataConfig) -> Running {
+    spawn_gated(config, None)
+}
+
+/// Like [`spawn`]; the first price event waits in the sink until `gate` opens.
+fn spawn_gated(config: TwelveDataConfig, gate: Option<oneshot::Receiver<()>>) -> Running {
     let (tx, prices) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
     let mut client = TwelveDataClient::new(config, ApiKey::new("test-key"), Arc::clone(&health));
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        let result = client.run(&mut ChannelSink(tx), &token).await;
+        let result = client.run(&mut ChannelSink { prices: tx, gate }, &token).await;
         (result, client.stats().clone(), client.refused_symbols().clone())
     });
     Running { task, shutdown, prices, health }
@@ -317,4 +328,55 @@ async fn a_failing_tls_handshake_is_retried() {
     result.unwrap();
     assert!(stats.reconnects >= 1, "{stats:?}");
     assert_eq!(stats.connections, 0);
+}
+
+#[tokio::test]
+async fn shutdown_sends_a_close_frame_and_reads_until_the_reply() {
+    let mut server = FakeTwelveData::start().await;
+    let (open, gate) = oneshot::channel();
+    let mut client = spawn_gated(config(&server.url, &["AAPL"]), Some(gate));
+    let mut conn = server.next_connection(10 * SECOND).await;
+    conn.expect_subscribe().await;
+    conn.send(&subscribe_status(&["AAPL"], &[])).await;
+    let sent: Vec<String> = (0..100).map(|n| price("AAPL", n)).collect();
+    for p in &sent {
+        conn.send(p).await;
+    }
+    // The first price waits in the sink, so at least 99 are still unread when shutdown comes.
+    client.shutdown.cancel();
+    open.send(()).unwrap();
+    assert!(conn.recv_close(10 * SECOND).await, "the server received no close frame");
+    tokio::time::sleep(SECOND / 2).await;
+    assert!(!client.task.is_finished(), "the client left before the server answered its close");
+    conn.answer_close(5 * SECOND).await;
+    let (result, stats, _) = tokio::time::timeout(SECOND, client.task)
+        .await
+        .expect("the close reply did not end the wait")
+        .unwrap();
+    result.unwrap();
+    let mut got = Vec::new();
+    while let Ok((_, raw)) = client.prices.try_recv() {
+        got.push(raw);
+    }
+    assert_eq!(got, sent, "price frames read while closing reach the sink");
+    assert_eq!(stats.prices, 100);
+}
+
+#[tokio::test]
+async fn an_unanswered_close_is_given_up_after_the_timeout() {
+    let mut server = FakeTwelveData::start().await;
+    let client = spawn(config(&server.url, &["AAPL"]));
+    let mut conn = server.next_connection(10 * SECOND).await;
+    conn.expect_subscribe().await;
+    let started = Instant::now();
+    let stopping = tokio::spawn(client.stop());
+    assert!(conn.recv_close(10 * SECOND).await, "the server received no close frame");
+    // The reply stays queued: `conn` is not read again.
+    stopping.await.unwrap().0.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= CLOSE_REPLY_TIMEOUT && took < CLOSE_REPLY_TIMEOUT + SECOND,
+        "stopping took {took:?} with a server that never answers the close"
+    );
+    drop(conn);
 }

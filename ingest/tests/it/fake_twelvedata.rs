@@ -150,6 +150,32 @@ impl FakeConnection {
         self.ws.close(None).await.unwrap();
     }
 
+    /// Reads until the client's close frame, skipping other frames, without answering it yet; `false` when
+    /// the connection ended without one. Panics after `within`.
+    pub async fn recv_close(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("no close frame from the client in time")
+            {
+                Some(Ok(Message::Close(_))) => return true,
+                None | Some(Err(_)) => return false,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// After [`FakeConnection::recv_close`]: sends the close reply tungstenite queued, then waits up to
+    /// `within` for the client to drop the connection.
+    pub async fn answer_close(mut self, within: Duration) {
+        // The next read flushes the queued reply, then ends when the client closes the TCP connection.
+        let end = tokio::time::timeout(within, self.ws.next())
+            .await
+            .expect("the client kept the connection open after the close reply");
+        assert!(matches!(end, None | Some(Err(_))), "frame after the close handshake: {end:?}");
+    }
+
     /// Drops the TCP connection without a close frame.
     pub fn drop_connection(self) {
         drop(self);

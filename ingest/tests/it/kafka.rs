@@ -24,7 +24,7 @@ use crate::fake_twelvedata::{FakeTwelveData, price, subscribe_status};
 const PARTITIONS: i32 = 3;
 
 /// The broker address; the integration tests refuse to run without one.
-fn brokers() -> String {
+pub fn brokers() -> String {
     std::env::var("MDSP_KAFKA_BROKERS").unwrap_or_else(|_| {
         panic!(
             "MDSP_KAFKA_BROKERS is not set: start the test broker with `scripts/test-env.sh start` \
@@ -33,7 +33,7 @@ fn brokers() -> String {
     })
 }
 
-fn unique_topic(name: &str) -> String {
+pub fn unique_topic(name: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     format!("ingest-it.{name}.{}.{nanos}", std::process::id())
 }

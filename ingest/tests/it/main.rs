@@ -8,4 +8,5 @@ mod client;
 mod fake_twelvedata;
 mod kafka;
 mod metrics;
+mod secrets;
 mod simulate;

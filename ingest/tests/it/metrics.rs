@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{config, spawn};
 use crate::fake_twelvedata::{FakeTwelveData, price, subscribe_status};
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -25,7 +25,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of the first sample line starting with `series`.
-fn sample(body: &str, series: &str) -> f64 {
+pub fn sample(body: &str, series: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {series} in /metrics:\n{body}"))

@@ -3,26 +3,29 @@
 //! On a terminal it is interactive: history, statements over several lines, tab completion,
 //! `\timing`, and windowed queries watched live until Ctrl-C. With `-e` or input that is not a
 //! terminal it runs the statements, prints their results in `--format`, and exits with status 1
-//! if one failed.
+//! if one failed. What statements do is [`crate::repl`]'s; this module reads the input and
+//! prints.
 
 mod complete;
 mod input;
-mod live;
 mod prompt;
 mod render;
-mod session;
+mod watch;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use self::complete::Names;
 use self::input::{Command, Input};
 pub use self::render::Format;
-use self::render::{Rows, error_report, timing, write_rows};
-use self::session::{Failure, Outcome, Session};
+use self::render::{error_report, timing, write_rows};
 use super::RedirectArgs;
+use crate::catalog::SchemaSource;
+use crate::planner::{Pipeline, PipelineOptions};
+use crate::repl::{Failure, Outcome, Rows, Session};
+use crate::runtime::load::load_and_plan;
+use crate::sql::process_env;
 
 /// `engine repl` options.
 #[derive(Debug, clap::Args)]
@@ -53,8 +56,20 @@ micro-batch until Ctrl-C.";
 
 /// Runs the REPL.
 pub async fn repl(args: ReplArgs) -> anyhow::Result<ExitCode> {
-    let (session, problems) =
-        Session::open(args.queries.as_deref(), args.redirect.redirect()).await;
+    let (pipeline, errors) = match &args.queries {
+        Some(dir) => {
+            let options = PipelineOptions {
+                redirect: args.redirect.redirect(),
+                ..PipelineOptions::default()
+            };
+            load_and_plan(dir, &process_env, &options, &SchemaSource::default()).await
+        }
+        None => (Pipeline::default(), vec![]),
+    };
+    for err in &errors {
+        eprintln!("warning: {err}");
+    }
+    let (session, problems) = Session::open(pipeline).await;
     for problem in &problems {
         eprintln!("warning: {problem}");
     }
@@ -150,7 +165,9 @@ impl Repl {
                 self.note(&message);
                 Ok(())
             }
-            Ok(Outcome::Live(live)) if self.interactive => live.watch(ctrl_c(), &mut out).await,
+            Ok(Outcome::Live(live)) if self.interactive => {
+                watch::watch(*live, ctrl_c(), &mut out).await
+            }
             Ok(Outcome::Live(live)) => match live.run_to_end().await {
                 Ok(rows) => self.print(&rows),
                 Err(failure) => Err(failure),
@@ -181,18 +198,6 @@ impl Repl {
         write_rows(&mut out, rows, self.format)?;
         out.flush()?;
         Ok(())
-    }
-
-    /// The tables and their columns, for completion.
-    async fn names(&self) -> Names {
-        let tables = self.session.tables().await;
-        tables
-            .into_iter()
-            .map(|(name, schema, _)| {
-                let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-                (name, columns)
-            })
-            .collect()
     }
 }
 

@@ -17,7 +17,7 @@ pub async fn interact(repl: &mut Repl) -> anyhow::Result<()> {
         .max_history_size(10_000)?
         .build();
     let mut editor: Editor<ReplHelper, FileHistory> = Editor::with_config(config)?;
-    let names = repl.names().await;
+    let names = repl.session.names().await;
     println!(
         "engine repl: {} tables and views; statements end with ';'. \\? for help, \\q to quit.",
         names.len()
@@ -39,7 +39,7 @@ pub async fn interact(repl: &mut Repl) -> anyhow::Result<()> {
                 if repl.run_text(&text).await == Flow::Quit {
                     break;
                 }
-                let names = repl.names().await;
+                let names = repl.session.names().await;
                 if let Some(helper) = editor.helper_mut() {
                     helper.set_names(names);
                 }

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::util::pretty::pretty_format_batches_with_schema;
 
-use super::session::Failure;
+use crate::repl::{Failure, Rows};
 
 /// How rows are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -21,22 +20,6 @@ pub enum Format {
     Csv,
     /// One JSON object per row and line; nulls written as `null`.
     Json,
-}
-
-/// The rows a statement produced.
-#[derive(Debug, Clone)]
-pub struct Rows {
-    /// Their columns.
-    pub schema: SchemaRef,
-    /// The rows.
-    pub batches: Vec<RecordBatch>,
-}
-
-impl Rows {
-    /// How many rows there are.
-    pub fn count(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
 }
 
 /// Writes `rows` to `out` in `format`.
@@ -72,6 +55,12 @@ pub fn write_rows(out: &mut dyn Write, rows: &Rows, format: Format) -> Result<()
 /// The rows as a boxed table.
 pub fn table(rows: &Rows) -> Result<String, ArrowError> {
     Ok(pretty_format_batches_with_schema(rows.schema.clone(), &rows.batches)?.to_string())
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Self { position: None, message: format!("cannot write the results: {err}") }
+    }
 }
 
 /// `Time: 12.345 ms`.

@@ -1,13 +1,12 @@
 //! Windowed queries typed at the prompt run on the streaming runtime, writing to memory. The
 //! current row of every window (its group key and bounds) is kept, replaced and removed as the
-//! query emits. At the prompt the table is redrawn in place after every micro-batch until
-//! Ctrl-C; otherwise the query reads a snapshot of its input to the end, closes every window and
-//! returns the final rows.
+//! query emits. A query either reads a snapshot of its input to the end, closes every window and
+//! returns the final rows ([`LiveQuery::run_to_end`]), or follows its input one micro-batch at a
+//! time ([`Following`]) for the prompt to redraw.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
@@ -17,15 +16,11 @@ use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::Dependency;
 use tokio::time::Instant;
 
-use super::render::{Rows, table};
-use super::session::Failure;
+use super::{Failure, Rows};
 use crate::connector::ChangeKind;
 use crate::connector::memory::Changes;
 use crate::planner::QueryPlan;
-use crate::runtime::{QueryRunner, StepOutcome};
-
-/// At most this many windows are drawn at the prompt: the most recently updated ones.
-const MAX_DRAWN: usize = 30;
+use crate::runtime::QueryRunner;
 
 /// A windowed query planned to run, and where its rows go.
 pub struct LiveQuery {
@@ -50,7 +45,7 @@ fn window_identity(plan: &QueryPlan, group: &[usize]) -> Vec<usize> {
 impl LiveQuery {
     /// Wraps `plan`, which writes to `changes`. Its output must hold every `GROUP BY` column
     /// (the window bounds among them), so that each window's row can be replaced in place.
-    pub fn new(plan: QueryPlan, changes: Changes) -> Result<Self, Failure> {
+    pub(super) fn new(plan: QueryPlan, changes: Changes) -> Result<Self, Failure> {
         let key = plan
             .logical
             .schema()
@@ -66,7 +61,7 @@ impl LiveQuery {
     }
 
     /// The query's plan.
-    pub fn plan(&self) -> &QueryPlan {
+    pub(super) fn plan(&self) -> &QueryPlan {
         &self.plan
     }
 
@@ -84,74 +79,71 @@ impl LiveQuery {
         }
     }
 
-    /// Follows the input, redrawing the windows on `out` after every micro-batch, until `stop`
-    /// completes.
-    pub async fn watch(
-        self,
-        stop: impl Future<Output = ()>,
-        out: &mut dyn Write,
-    ) -> Result<(), Failure> {
+    /// Starts following the input: unbounded, a micro-batch per [`Following::step`].
+    pub async fn follow(self) -> Result<Following, Failure> {
         let interval = self.plan.options.trigger_interval;
-        let mut windows = Windows::new(Arc::clone(&self.plan.sink_mapping.schema), self.key)?;
-        let mut runner = QueryRunner::new(self.plan, false).await?;
-        let mut progress = Progress::default();
-        let mut drawn_lines = 0;
-        tokio::pin!(stop);
-        loop {
-            let started = Instant::now();
-            let outcome = tokio::select! {
-                () = &mut stop => break,
-                outcome = runner.step() => outcome?,
-            };
-            progress.add(&outcome);
-            windows.apply(self.changes.take())?;
-            let frame = progress.frame(&windows)?;
-            if drawn_lines > 0 {
-                // Back to where the last frame started, and clear it.
-                write!(out, "\x1b[{drawn_lines}A\x1b[J")?;
-            }
-            writeln!(out, "{frame}")?;
-            out.flush()?;
-            drawn_lines = frame.lines().count();
-            if !outcome.more_available {
-                tokio::select! {
-                    () = &mut stop => break,
-                    () = tokio::time::sleep_until(started + interval) => {}
-                }
-            }
+        let windows = Windows::new(Arc::clone(&self.plan.sink_mapping.schema), self.key)?;
+        let runner = QueryRunner::new(self.plan, false).await?;
+        Ok(Following {
+            runner,
+            changes: self.changes,
+            windows,
+            interval,
+            idle_until: None,
+            micro_batches: 0,
+            rows_read: 0,
+        })
+    }
+}
+
+/// A live query following its input, and its windows as of the last micro-batch.
+pub struct Following {
+    runner: QueryRunner,
+    changes: Changes,
+    windows: Windows,
+    interval: Duration,
+    /// The last micro-batch found no more input: the next starts no earlier than this.
+    idle_until: Option<Instant>,
+    micro_batches: usize,
+    rows_read: usize,
+}
+
+impl Following {
+    /// Runs the next micro-batch and applies what it emitted to the windows. When the previous
+    /// one found no more input, it first waits for the trigger interval since that one started.
+    /// Dropping the future stops the query where it is.
+    pub async fn step(&mut self) -> Result<(), Failure> {
+        if let Some(at) = self.idle_until {
+            tokio::time::sleep_until(at).await;
         }
-        writeln!(out, "stopped after {} micro-batches", progress.batches)?;
+        let started = Instant::now();
+        let outcome = self.runner.step().await?;
+        self.micro_batches += 1;
+        self.rows_read += outcome.rows_in;
+        self.windows.apply(self.changes.take())?;
+        self.idle_until = (!outcome.more_available).then(|| started + self.interval);
         Ok(())
     }
-}
 
-/// What a live query did so far.
-#[derive(Debug, Default)]
-struct Progress {
-    batches: usize,
-    rows_in: usize,
-}
-
-impl Progress {
-    fn add(&mut self, outcome: &StepOutcome) {
-        self.batches += 1;
-        self.rows_in += outcome.rows_in;
+    /// Micro-batches run so far.
+    pub fn micro_batches(&self) -> usize {
+        self.micro_batches
     }
 
-    /// The windows as a table, then a status line.
-    fn frame(&self, windows: &Windows) -> Result<String, ArrowError> {
-        let (rows, hidden) = windows.rows(MAX_DRAWN)?;
-        let shown = if hidden > 0 {
-            format!("the {MAX_DRAWN} most recently updated of {} windows", windows.len())
-        } else {
-            format!("{} windows", windows.len())
-        };
-        Ok(format!(
-            "{}\n{shown} · {} rows read · {} micro-batches · Ctrl-C stops",
-            table(&rows)?,
-            self.rows_in,
-            self.batches
-        ))
+    /// Input rows read so far.
+    pub fn rows_read(&self) -> usize {
+        self.rows_read
+    }
+
+    /// How many windows have a row.
+    pub fn window_count(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// The rows of at most `limit` windows, the most recently updated, in key order; and how
+    /// many were left out.
+    pub fn recent_windows(&self, limit: usize) -> Result<(Rows, usize), Failure> {
+        Ok(self.windows.rows(limit)?)
     }
 }
 

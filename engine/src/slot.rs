@@ -1,4 +1,5 @@
-//! A slot that a micro-batch is put into, and the table and plan leaf that read it.
+//! The micro-batch slot: where the runtime puts a micro-batch, and the DataFusion table and plan
+//! leaf (`MicroBatchExec`) that the planner registers to read it.
 //!
 //! DataFusion plans are built once per query; each micro-batch is put into the slot and the
 //! plan is executed again, so no planning happens on the hot path.

@@ -12,17 +12,14 @@ use datafusion::execution::context::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
-use super::live::LiveQuery;
-use super::render::Rows;
-use crate::catalog::SchemaSource;
-use crate::catalog::{TableDef, df_message, df_position};
+use super::{Failure, LiveQuery, Names, Outcome, Rows};
+use crate::catalog::{TableDef, df_message};
 use crate::connector::cassandra::ColumnKind;
 use crate::connector::memory::Changes;
 use crate::connector::{ConnectorSpec, SourceColumn};
-use crate::error::{EngineError, Location};
+use crate::error::Location;
 use crate::planner::{
-    Pipeline, PipelineOptions, Redirect, SET_KEYS, apply_set, explain, is_windowed, new_session,
-    plan_select,
+    Pipeline, PipelineOptions, SET_KEYS, apply_set, explain, is_windowed, new_session, plan_select,
 };
 use crate::snapshot::snapshot_table;
 use crate::sql::parser::normalize_ident;
@@ -30,56 +27,6 @@ use crate::sql::{Statement, parse_sql, process_env};
 
 /// The table a live query writes its rows to (never visible to queries).
 const LIVE_RESULT: &str = "__live_result";
-
-/// A statement that failed: what went wrong, and where in the statement (line, column from 1)
-/// when DataFusion or sqlparser said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// Line and column in the statement.
-    pub position: Option<(u64, u64)>,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl From<DataFusionError> for Failure {
-    fn from(err: DataFusionError) -> Self {
-        Self { position: df_position(&err), message: df_message(&err) }
-    }
-}
-
-impl From<datafusion::arrow::error::ArrowError> for Failure {
-    fn from(err: datafusion::arrow::error::ArrowError) -> Self {
-        DataFusionError::from(err).into()
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(err: std::io::Error) -> Self {
-        Self { position: None, message: format!("cannot write the results: {err}") }
-    }
-}
-
-impl From<EngineError> for Failure {
-    fn from(err: EngineError) -> Self {
-        match err {
-            EngineError::Sql { location, message } => {
-                Self { position: Some((location.line, location.column)), message }
-            }
-            EngineError::Execution(err) => err.into(),
-            other => Self { position: None, message: other.to_string() },
-        }
-    }
-}
-
-/// What a statement did.
-pub enum Outcome {
-    /// It produced rows.
-    Rows(Rows),
-    /// It changed something and has no rows (`CREATE VIEW`, `SET`).
-    Done(String),
-    /// It is a windowed query: it runs as a stream.
-    Live(Box<LiveQuery>),
-}
 
 /// The tables and views a REPL can query, and how statements over them run.
 pub struct Session {
@@ -90,28 +37,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads and plans the query files of `queries` (`${VAR}` from the environment) and
-    /// registers every table that can be read and every view. Returns the problems found:
-    /// files that did not load or plan, and tables or views that cannot be queried here. The
-    /// rest is usable.
-    pub async fn open(queries: Option<&Path>, redirect: Redirect) -> (Self, Vec<String>) {
+    /// A session over `pipeline` (the query files loaded and planned): registers every table
+    /// that can be read and every view. Returns the tables and views that cannot be queried
+    /// here, and why. The rest is usable.
+    pub async fn open(pipeline: Pipeline) -> (Self, Vec<String>) {
         let mut state = new_session().state();
         state.config_mut().options_mut().catalog.information_schema = true;
         let ctx = SessionContext::new_with_state(state);
-        let (pipeline, errors) = match queries {
-            Some(dir) => {
-                let options = PipelineOptions { redirect, ..PipelineOptions::default() };
-                crate::runtime::load::load_and_plan(
-                    dir,
-                    &process_env,
-                    &options,
-                    &SchemaSource::default(),
-                )
-                .await
-            }
-            None => (Pipeline::default(), vec![]),
-        };
-        let mut problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let mut problems = vec![];
         for table in &pipeline.tables {
             match snapshot_table(table) {
                 Ok(Some(provider)) => {
@@ -222,7 +155,7 @@ impl Session {
     }
 
     /// The tables and views that can be queried, with their columns.
-    pub async fn tables(&self) -> Vec<(String, SchemaRef, String)> {
+    async fn tables(&self) -> Vec<(String, SchemaRef, String)> {
         let Some(schema) = self.ctx.catalog("datafusion").and_then(|c| c.schema("public")) else {
             return vec![];
         };
@@ -239,6 +172,18 @@ impl Session {
             tables.push((name, provider.schema(), kind));
         }
         tables
+    }
+
+    /// The tables and views with their columns, for completion.
+    pub async fn names(&self) -> Names {
+        let tables = self.tables().await;
+        tables
+            .into_iter()
+            .map(|(name, schema, _)| {
+                let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+                (name, columns)
+            })
+            .collect()
     }
 
     /// `\d` and `SHOW TABLES`: every table and view with its kind and number of columns.
