@@ -6,6 +6,7 @@
 //! source ─▶ plan ─▶ sink                                              (stateless queries)
 //! ```
 
+mod coercion;
 mod context;
 mod explain;
 mod options;

@@ -18,6 +18,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
+use super::coercion::refuse_text_number_mixes;
 use super::context::new_session;
 use super::sink::map_to_sink;
 use super::window::{WindowCall, rewrite_windows, window_bound};
@@ -154,7 +155,9 @@ impl QueryContext {
         }
         self.state = self.ctx.state();
         let statement = DfStatement::Statement(Box::new(ast::Statement::Query(query)));
-        self.state.statement_to_plan(statement).await.map_err(|e| df_error(e, at))
+        let plan = self.state.statement_to_plan(statement).await.map_err(|e| df_error(e, at))?;
+        refuse_text_number_mixes(&plan, at)?;
+        Ok(plan)
     }
 
     async fn register_views(&mut self, views: &[Located<CreateView>]) -> Result<()> {
