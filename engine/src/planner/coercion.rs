@@ -108,7 +108,7 @@ fn sql(expr: &Expr) -> String {
 /// Where the first column `expr` reads is written, as (line, column).
 fn position(expr: &Expr) -> Option<(u64, u64)> {
     let mut found = None;
-    let _ = expr.apply(|e| {
+    expr.apply(|e| {
         if let Expr::Column(column) = e
             && let Some(span) = column.spans().first()
             && span.start.line > 0
@@ -117,7 +117,8 @@ fn position(expr: &Expr) -> Option<(u64, u64)> {
             return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
-    });
+    })
+    .expect("the visitor never fails");
     found
 }
 

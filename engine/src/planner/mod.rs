@@ -6,11 +6,14 @@
 //! source ─▶ plan ─▶ sink                                              (stateless queries)
 //! ```
 
+mod aggregate;
 mod coercion;
 mod context;
 mod explain;
 mod options;
+mod query;
 mod redirect;
+mod refuse;
 mod sink;
 mod split;
 mod window;
@@ -96,7 +99,7 @@ pub struct WindowedStages {
     /// From windowed events to the aggregate's input (WHERE, projections).
     pub pre: Arc<dyn ExecutionPlan>,
     /// Builds the incremental aggregate.
-    pub aggregate: split::AggregateTemplate,
+    pub aggregate: aggregate::AggregateTemplate,
     /// Where aggregate output goes.
     pub aggregate_slot: Arc<BatchSlot>,
     /// From aggregate output to the query's output (HAVING, SELECT list).
