@@ -39,6 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         once: args.once,
         state_dir: args.state_dir.clone(),
         schema: SchemaSource::live(args.schema.clone().or_else(|| args.apply_schema.clone())),
+        readiness: readiness.clone(),
     });
     let errors = supervisor.reconcile(&process_env).await?;
     print_errors(&errors);
@@ -57,7 +58,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         for stopped in supervisor.collect_finished().await {
             failed |= log_stopped(&stopped);
         }
-        if args.once && supervisor.running().is_empty() {
+        // Every query stopped: read to the end (`--once`), or stopped on errors retrying cannot
+        // fix (a following query stops on nothing else): the exit code says which.
+        if supervisor.running().is_empty() && (args.once || failed) {
             break;
         }
         if !args.once && supervisor.changed() {

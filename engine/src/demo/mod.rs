@@ -127,6 +127,7 @@ impl Demo {
             once: false,
             state_dir: Some(workdir.path().join("state")),
             schema: SchemaSource::live(Some(schema.clone())),
+            readiness: Default::default(),
         });
         let errors = supervisor.reconcile(&|name| vars.get(name).cloned()).await?;
         for err in &errors {

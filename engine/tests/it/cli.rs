@@ -156,3 +156,46 @@ fn run_serves_metrics_and_health_then_stops_cleanly_on_sigint() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Without `--once`, `engine run` keeps going while a query runs, and exits non-zero once every
+/// query stopped on an error retrying cannot fix (here a checkpoint it cannot restore, an
+/// internal error), naming the query and the class.
+#[test]
+fn run_exits_non_zero_once_every_query_stopped_on_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("q");
+    std::fs::create_dir_all(&queries).unwrap();
+    write_partitions(&dir.path().join("ticks"), &[generate(9, 2, 50, 0)]);
+    let sql = format!(
+        "CREATE TABLE ticks (symbol TEXT NOT NULL, price DOUBLE NOT NULL) WITH (connector = \
+         'filesystem', path = '{}', format = 'json');
+         CREATE TABLE copy WITH (connector = 'filesystem', path = '{}', format = 'json');
+         INSERT INTO copy SELECT symbol, price FROM ticks;",
+        dir.path().join("ticks").display(),
+        dir.path().join("out").display()
+    );
+    std::fs::write(queries.join("copy.sql"), sql).unwrap();
+    let state = dir.path().join("state");
+    let run = |once: bool| {
+        // Bounded in time: an engine that never exits fails the test (status 124) instead of
+        // hanging it.
+        let mut command = Command::new("timeout");
+        command.arg("60").arg(env!("CARGO_BIN_EXE_engine"));
+        command.args(["run", "--queries"]).arg(&queries).arg("--state-dir").arg(&state);
+        command.args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"]);
+        if once {
+            command.arg("--once");
+        }
+        command.output().unwrap()
+    };
+    assert!(run(true).status.success());
+    let manifest = state.join("copy/manifest.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    value["watermarks"] = serde_json::json!({ "partitions": "damaged" });
+    std::fs::write(&manifest, value.to_string()).unwrap();
+    let output = run(false);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(log.contains("checkpointed watermarks") && log.contains("internal"), "{log}");
+}

@@ -81,6 +81,7 @@ async fn swapping_the_configmap_adds_removes_and_keeps_queries() {
         once: false,
         state_dir: None,
         schema: engine::catalog::SchemaSource::default(),
+        readiness: Default::default(),
     };
     let mut supervisor = Supervisor::new(config);
     assert!(supervisor.reconcile(&vars).await.unwrap().is_empty());
