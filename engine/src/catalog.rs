@@ -364,6 +364,12 @@ impl TableDef {
         format!("{:?}", self.connector)
     }
 
+    /// The table as something that is only looked at (a REPL snapshot or live query): read with
+    /// [`ConnectorSpec::read_only`], so nothing is written to its dead-letter destination.
+    pub fn read_only(&self) -> Self {
+        Self { connector: self.connector.read_only(), ..self.clone() }
+    }
+
     /// Whether the table declares computed columns, metadata columns or a watermark, which only
     /// a source can have.
     pub fn has_source_only_columns(&self) -> bool {

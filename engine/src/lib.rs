@@ -22,7 +22,8 @@
 //!   disk.
 //! * [`connector`] knows files and servers and nothing about SQL.
 //! * [`catalog`] resolves declared tables.
-//! * [`planner`] knows DataFusion and nothing about the network.
+//! * [`planner`] knows DataFusion and nothing about the network; [`isolate`] keeps a record
+//!   that fails an evaluation from failing the records around it.
 //! * [`runtime`] wires them together; [`snapshot`] reads declared tables as they are now.
 //! * [`repl`] is the REPL's logic: statements, live queries, completion; it prints nothing.
 //! * `demo` (feature `demo`, on by default) runs all of it in one process on embedded servers.
@@ -35,6 +36,7 @@ pub mod connector;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod isolate;
 pub mod options;
 pub mod planner;
 pub mod repl;

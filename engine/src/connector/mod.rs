@@ -138,6 +138,22 @@ impl ConnectorSpec {
         matches!(self, Self::Filesystem(_) | Self::Kafka(_))
     }
 
+    /// The connector as a reader that must not write anywhere (a REPL snapshot or live query):
+    /// bad records are counted and logged, not copied to the declared dead-letter destination,
+    /// which belongs to the running queries.
+    pub fn read_only(&self) -> Self {
+        match self {
+            Self::Kafka(options) => {
+                Self::Kafka(kafka::KafkaOptions { dead_letter_topic: None, ..options.clone() })
+            }
+            Self::Filesystem(options) => Self::Filesystem(filesystem::FilesystemOptions {
+                dead_letter_path: None,
+                ..options.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
     /// Whether the connector can be written.
     pub fn is_sink(&self) -> bool {
         !matches!(self, Self::Kafka(_))

@@ -45,7 +45,10 @@ fn window_identity(plan: &QueryPlan, group: &[usize]) -> Vec<usize> {
 impl LiveQuery {
     /// Wraps `plan`, which writes to `changes`. Its output must hold every `GROUP BY` column
     /// (the window bounds among them), so that each window's row can be replaced in place.
-    pub(super) fn new(plan: QueryPlan, changes: Changes) -> Result<Self, Failure> {
+    pub(super) fn new(mut plan: QueryPlan, changes: Changes) -> Result<Self, Failure> {
+        // A live query only looks: the source's dead-letter destination belongs to the
+        // running queries, so its bad records are counted and logged instead.
+        plan.source = Arc::new(plan.source.read_only());
         let key = plan
             .logical
             .schema()

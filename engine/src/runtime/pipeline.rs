@@ -1,7 +1,7 @@
 //! One query's micro-batch loop, in phases: intake (poll, computed columns, watermarks),
 //! process (the query's plans, windows, the aggregate, the sink mapping), deliver (dead letters,
 //! sink writes, commit) and checkpoint. A row that fails any row-level evaluation is left out and
-//! dead-lettered ([`isolate`](super::isolate)); the micro-batch goes on with the others.
+//! dead-lettered ([`isolate`](crate::isolate)); the micro-batch goes on with the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +15,13 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::isolate::isolate;
 use super::rows::{DeadLetters, Part};
 use crate::catalog::TableDef;
 use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::connector::dead_letter::{DeadLetterWriter, open_dead_letter};
 use crate::connector::{ChangeKind, SinkWriter, SourceReader, open_sink, open_source};
 use crate::error::{EngineError, ErrorClass, Result};
+use crate::isolate::isolate;
 use crate::planner::{QueryPlan, Stages, WindowedStages};
 use crate::runtime::prefetch::Prefetching;
 use crate::slot::BatchSlot;
@@ -606,7 +606,7 @@ async fn latest_event(
     .await?;
     dead.rejected("watermark", &[part], &isolated, metrics)?;
     if let Some(kept) = isolated.kept.into_iter().next().flatten() {
-        let batch = super::isolate::keep(&part.batch, Some(&kept))?;
+        let batch = crate::isolate::keep(&part.batch, Some(&kept))?;
         part.narrow(batch, Some(kept));
     }
     Ok(isolated.value)

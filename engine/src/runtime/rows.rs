@@ -4,9 +4,9 @@
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::json::LineDelimitedWriter;
 
-use super::isolate::{Isolated, keep};
 use crate::connector::{Malformed, Origins, Record, RecordLocation};
 use crate::error::Result;
+use crate::isolate::{Isolated, keep};
 use crate::telemetry::metrics::QueryMetrics;
 
 /// Rows of one source partition: the rows still good, and for each the row of the polled batch

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DataFusionError;
@@ -16,9 +17,9 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::scan::{Batches, spawned_scan};
 use crate::catalog::TableDef;
-use crate::connector::kafka::KafkaOptions;
-use crate::connector::{ConnectorSpec, open_source};
+use crate::connector::{PartitionBatch, open_source};
 use crate::error::EngineError;
+use crate::isolate::isolate;
 
 /// Rows per partition asked of the source at a time.
 const BATCH_ROWS: usize = 65_536;
@@ -76,7 +77,7 @@ async fn read(
     let mut source = open_source(
         &table.name,
         "repl",
-        &read_only(&table.connector),
+        &table.connector.read_only(),
         Arc::clone(&table.raw_schema),
         table.source_columns.clone(),
         true,
@@ -89,7 +90,7 @@ async fn read(
         }
         finished.extend(polled.finished);
         for part in polled.batches {
-            let batch = table.complete(&part.batch)?;
+            let batch = complete(table, &part).await?;
             let batch = match projection {
                 Some(indices) => batch.project(indices).map_err(DataFusionError::from)?,
                 None => batch,
@@ -106,13 +107,25 @@ async fn read(
     }
 }
 
-/// The connector as a snapshot uses it: it only reads, so malformed Kafka messages are
-/// reported but not copied to the dead-letter topic (the running query does that).
-fn read_only(spec: &ConnectorSpec) -> ConnectorSpec {
-    match spec {
-        ConnectorSpec::Kafka(options) => {
-            ConnectorSpec::Kafka(KafkaOptions { dead_letter_topic: None, ..options.clone() })
+/// Adds the computed columns to a partition's rows, leaving out (with a warning naming the
+/// record) each row they cannot be evaluated for: one bad record does not fail the snapshot.
+async fn complete(table: &TableDef, part: &PartitionBatch) -> Result<RecordBatch, EngineError> {
+    let isolated = isolate(std::slice::from_ref(&part.batch), |batches| {
+        Box::pin(
+            async move { batches.iter().map(|b| table.complete(b)).collect::<Result<Vec<_>, _>>() },
+        )
+    })
+    .await?;
+    for ((_, row), error) in &isolated.rejected {
+        match part.origins.record(*row) {
+            Some(record) => {
+                tracing::warn!(table = %table.name, location = %record.location, %error, "record skipped")
+            }
+            None => tracing::warn!(table = %table.name, row, %error, "record skipped"),
         }
-        other => other.clone(),
     }
+    Ok(match isolated.value.into_iter().next() {
+        Some(batch) => batch,
+        None => RecordBatch::new_empty(Arc::clone(&table.schema)),
+    })
 }

@@ -622,3 +622,39 @@ mod interactive {
         prompt.session.exp_eof().unwrap();
     }
 }
+
+/// The REPL only looks: a source's dead-letter destination belongs to the running queries, so
+/// neither a snapshot nor a live windowed query over the source writes to it, and both still
+/// leave the bad record out of their results.
+#[test]
+fn snapshots_and_live_queries_leave_the_dead_letter_destination_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ticks = generate(11, 3, 120, 0);
+    let mut text: String = ticks.iter().map(|t| t.json() + "\n").collect();
+    text.push_str("{\"symbol\": \"BAD\", \"price\": 1.0, \"timestamp\": -99999999999999}\n");
+    std::fs::create_dir_all(tmp.path().join("ticks")).unwrap();
+    std::fs::write(tmp.path().join("ticks/part-000.jsonl"), text).unwrap();
+    let dead_letters = tmp.path().join("dead-letters");
+    let queries = queries_dir(&format!(
+        "CREATE TABLE ticks (symbol TEXT NOT NULL, price DOUBLE NOT NULL, \"timestamp\" BIGINT NOT NULL,
+             ts AS to_timestamp(\"timestamp\"), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+         WITH (connector = 'filesystem', path = '{}', format = 'json', 'dead-letter.path' = '{}');",
+        tmp.path().join("ticks").display(),
+        dead_letters.display()
+    ));
+    let live = "SELECT symbol, window_start, window_end, count(*) AS n \
+                FROM TUMBLE(ticks, ts, INTERVAL '1' MINUTE) GROUP BY symbol, window_start, window_end";
+    let counted = |sql: &str| -> i64 {
+        let out = repl_ok(queries.path(), &["--format", "json", "-e", sql], &[]);
+        json_rows(&out).iter().map(|row| row["n"].as_i64().unwrap()).sum()
+    };
+    assert_eq!(counted(live), ticks.len() as i64);
+    assert_eq!(
+        counted("SELECT count(*) AS n FROM ticks WHERE symbol <> 'BAD'"),
+        ticks.len() as i64
+    );
+    let written: Vec<_> = std::fs::read_dir(&dead_letters)
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "the REPL wrote dead letters: {written:?}");
+}
