@@ -113,6 +113,10 @@ impl QueryPlan {
         self.logical.display_indent().to_string().hash(&mut hasher);
         format!("{:?}{:?}", self.source.connector, self.sink.connector).hash(&mut hasher);
         self.emit.hash(&mut hasher);
+        // The windowed relation is a scan in the logical plan: its sizes and offset are not.
+        if let Stages::Windowed(stages) = &self.stages {
+            format!("{:?}", stages.assigner.spec()).hash(&mut hasher);
+        }
         format!("{:016x}", hasher.finish())
     }
 
