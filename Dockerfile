@@ -37,9 +37,20 @@ COPY --from=planner /app/recipe.json recipe.json
 # out the engine's `demo` feature (its embedded broker and CQL store).
 RUN cargo chef cook --release --workspace --no-default-features --recipe-path recipe.json
 COPY . .
+# The release profile strips the binaries' debug info and keeps their symbols (Cargo.toml,
+# [profile.release.package.*]); a binary over MAX_BINARY_MB means that has been lost, and the
+# build fails rather than ship it (scripts/validate-deploy.sh checks that both stay in place).
+ARG MAX_BINARY_MB=200
 RUN cargo build --release --locked --no-default-features -p engine -p ingest \
-    && install -D -m 0755 target/release/engine /out/engine \
-    && install -D -m 0755 target/release/ingest /out/ingest
+    && for bin in engine ingest; do \
+        install -D -m 0755 "target/release/$bin" "/out/$bin"; \
+        size=$(stat -c %s "/out/$bin"); \
+        echo "$bin: $((size / 1048576)) MiB"; \
+        if [ "$size" -gt $((MAX_BINARY_MB * 1048576)) ]; then \
+            echo "$bin is $((size / 1048576)) MiB, over MAX_BINARY_MB=$MAX_BINARY_MB: debug info in the binary?" >&2; \
+            exit 1; \
+        fi; \
+    done
 
 # Shared runtime base: glibc and zlib from Debian slim, nothing else (TLS roots for TwelveData
 # are compiled into ingest). UID/GID 10001 match the securityContext in k8s/base.

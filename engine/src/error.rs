@@ -96,15 +96,94 @@ impl EngineError {
         Self::Io { context: context.into(), source }
     }
 
-    /// Whether trying again later can help: not for the user's mistakes, nor for work another
-    /// replica took over.
+    /// Who is at fault and what the engine does about it, decided by where the error was
+    /// raised (the variant) and, for DataFusion, by its cause ([`datafusion_class`]).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Sql { .. } | Self::Config(_) => ErrorClass::User,
+            Self::Fenced(_) => ErrorClass::Superseded,
+            Self::Connector { .. } | Self::Io { .. } => ErrorClass::Transient,
+            Self::Execution(err) => datafusion_class(err),
+            Self::Internal(_) => ErrorClass::Internal,
+        }
+    }
+
+    /// Whether trying again later can help: an outage of the outside world.
     pub fn is_transient(&self) -> bool {
-        !self.is_user_error() && !matches!(self, Self::Fenced(_))
+        self.class() == ErrorClass::Transient
     }
 
     /// Whether the user can fix this by editing a query file or a flag.
     pub fn is_user_error(&self) -> bool {
         matches!(self, Self::Sql { .. } | Self::Config(_))
+    }
+}
+
+/// What kind of failure an error is, which decides what the engine does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The outside world is unavailable (network, timeouts, a broker or Cassandra down, a file
+    /// system error): retried with backoff, forever; the query shows as not ready meanwhile.
+    Transient,
+    /// One record cannot be processed (decoding, a cast or function failing on its values): the
+    /// record goes to the dead-letter destination and the micro-batch goes on without it.
+    Data,
+    /// The query or the configuration is wrong: the query stops with the position to fix.
+    User,
+    /// A broken invariant, a bug: the query stops with the error and `/readyz` turns unready;
+    /// never retried.
+    Internal,
+    /// Another replica took the work over: this one stops quietly.
+    Superseded,
+}
+
+impl ErrorClass {
+    /// The class's name as metrics and `/readyz` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Data => "data",
+            Self::User => "user",
+            Self::Internal => "internal",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The class of a DataFusion error by its cause: evaluating a value (a cast, arithmetic, a
+/// function's own error) is data; I/O inside DataFusion is transient; anything else (a plan
+/// that no longer fits its input, exhausted resources, a bug) is internal.
+pub fn datafusion_class(err: &DataFusionError) -> ErrorClass {
+    use datafusion::arrow::error::ArrowError;
+    match err {
+        DataFusionError::Context(_, inner) => datafusion_class(inner),
+        DataFusionError::Shared(inner) => datafusion_class(inner),
+        DataFusionError::Diagnostic(_, inner) => datafusion_class(inner),
+        DataFusionError::Execution(_) => ErrorClass::Data,
+        DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+            ArrowError::CastError(_)
+            | ArrowError::ComputeError(_)
+            | ArrowError::DivideByZero
+            | ArrowError::ArithmeticOverflow(_)
+            | ArrowError::ParseError(_)
+            | ArrowError::InvalidArgumentError(_)
+            | ArrowError::JsonError(_)
+            | ArrowError::CsvError(_) => ErrorClass::Data,
+            ArrowError::IoError(..) => ErrorClass::Transient,
+            _ => ErrorClass::Internal,
+        },
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => ErrorClass::Transient,
+        DataFusionError::External(inner) => match inner.downcast_ref::<std::io::Error>() {
+            Some(_) => ErrorClass::Transient,
+            None => ErrorClass::Internal,
+        },
+        _ => ErrorClass::Internal,
     }
 }
 

@@ -8,6 +8,7 @@ mod explain;
 mod repl;
 mod run;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,7 +151,14 @@ impl Command {
             // refuses, and the driver complains about the system tables it lacks, every second.
             #[cfg(feature = "demo")]
             Self::Demo(_) => "warn,kassandra=off,scylla::cluster::metadata=off",
-            _ => "info",
+            // Interactive commands show the user's results and the engine's own messages;
+            // dependencies (the CQL driver's connection chatter) only when something is wrong.
+            // The driver warns on every connection to a server with partial system tables (the
+            // demo's CQL store); a server that is really unusable fails the statement itself.
+            Self::Repl(_) | Self::Check { .. } | Self::Explain { .. } => {
+                "warn,engine=info,scylla::cluster::metadata=error"
+            }
+            Self::Run(_) => "info",
         }
     }
 }
@@ -160,9 +168,15 @@ fn init_tracing(format: LogFormat, default_filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ignored = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Colour only for a terminal, and never with `NO_COLOR` set to anything (no-color.org): logs
+/// sent to a file or a pipe stay free of escape sequences.
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Loads and plans a directory (`${VAR}` from `vars`), returning the pipeline and every error

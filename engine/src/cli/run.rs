@@ -37,6 +37,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         trigger_interval: args.trigger_interval,
         once: args.once,
         state_dir: args.state_dir.clone(),
+        readiness: readiness.clone(),
     });
     let errors = supervisor.reconcile(&process_env).await?;
     print_errors(&errors);
@@ -55,7 +56,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         for stopped in supervisor.collect_finished().await {
             failed |= log_stopped(&stopped);
         }
-        if args.once && supervisor.running().is_empty() {
+        // Every query stopped: read to the end (`--once`), or stopped on errors retrying cannot
+        // fix (a following query stops on nothing else): the exit code says which.
+        if supervisor.running().is_empty() && (args.once || failed) {
             break;
         }
         if !args.once && supervisor.changed() {

@@ -3,11 +3,16 @@
 
 pub mod blackhole;
 pub mod cassandra;
+pub mod dead_letter;
 pub mod filesystem;
 pub mod flat_json;
 pub mod kafka;
 pub mod memory;
 pub mod stdout;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -177,15 +182,151 @@ pub struct PartitionBatch {
     pub partition: usize,
     /// Rows in the source's raw schema (physical and metadata columns, declared order).
     pub batch: RecordBatch,
+    /// Where each row came from, so that a row found bad later can be dead-lettered.
+    pub origins: Origins,
 }
 
-/// A record that could not be decoded.
+impl PartitionBatch {
+    /// Rows of `partition` whose origins the source does not keep.
+    pub fn new(partition: usize, batch: RecordBatch) -> Self {
+        let origins = Origins::unknown(batch.num_rows());
+        Self { partition, batch, origins }
+    }
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordLocation {
+    /// A line of a file, 1-based.
+    Line {
+        /// The file.
+        path: Arc<PathBuf>,
+        /// The line.
+        line: u64,
+    },
+    /// A row of a file without lines (Parquet), 0-based.
+    Row {
+        /// The file.
+        path: Arc<PathBuf>,
+        /// The row.
+        row: u64,
+    },
+    /// A Kafka message.
+    Message {
+        /// The topic.
+        topic: Arc<str>,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+    },
+    /// Somewhere the source does not say (a partition of a source without positions).
+    Partition(usize),
+    /// A row a query computed (a window's result its sink cannot take).
+    Output(String),
+}
+
+impl fmt::Display for RecordLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Line { path, line } => write!(f, "{}:{line}", path.display()),
+            Self::Row { path, row } => write!(f, "{} row {row}", path.display()),
+            Self::Message { topic, partition, offset } => write!(f, "{topic}/{partition}/{offset}"),
+            Self::Partition(partition) => write!(f, "partition {partition}"),
+            Self::Output(query) => write!(f, "output of query {query}"),
+        }
+    }
+}
+
+/// One record as its source holds it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Where it is.
+    pub location: RecordLocation,
+    /// Its bytes as read (a line, a message's value); `None` where the source does not keep
+    /// them (Parquet rows): the dead letter then holds the decoded row as JSON.
+    pub raw: Option<Vec<u8>>,
+    /// The message key (Kafka).
+    pub key: Option<String>,
+}
+
+/// A record found bad (undecodable, or failing a computed column, the watermark, the query or a
+/// sink cast), with what the dead-letter destination keeps of it.
 #[derive(Debug, Clone)]
 pub struct Malformed {
-    /// Where it is: `file:line` or `topic/partition/offset`.
-    pub location: String,
+    /// The record.
+    pub record: Record,
     /// What is wrong with it.
     pub error: String,
+}
+
+impl Malformed {
+    /// Where the record is.
+    pub fn location(&self) -> &RecordLocation {
+        &self.record.location
+    }
+}
+
+/// Where the rows of a run of a batch came from.
+pub trait RowOrigins: Send + Sync + fmt::Debug {
+    /// How many rows it describes.
+    fn len(&self) -> usize;
+    /// Whether it describes no row.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Row `row`'s record, where the source keeps it.
+    fn record(&self, row: usize) -> Option<Record>;
+}
+
+/// Rows of a partition whose records the source does not keep.
+#[derive(Debug)]
+struct Unknown {
+    rows: usize,
+}
+
+impl RowOrigins for Unknown {
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn record(&self, _row: usize) -> Option<Record> {
+        None
+    }
+}
+
+/// Where each row of a batch came from: runs of rows, each described by its source. Kept with
+/// the batch (the raw bytes stay alive by reference, per-row ranges into them) and consulted only
+/// for rows found bad.
+#[derive(Debug, Clone, Default)]
+pub struct Origins(Vec<Arc<dyn RowOrigins>>);
+
+impl Origins {
+    /// Rows described by `origins`.
+    pub fn of(origins: impl RowOrigins + 'static) -> Self {
+        Self(vec![Arc::new(origins)])
+    }
+
+    /// `rows` rows from nowhere known.
+    pub fn unknown(rows: usize) -> Self {
+        Self::of(Unknown { rows })
+    }
+
+    /// Appends the origins of rows appended to the batch.
+    pub fn extend(&mut self, other: Origins) {
+        self.0.extend(other.0);
+    }
+
+    /// Row `row`'s record, where its source keeps it.
+    pub fn record(&self, mut row: usize) -> Option<Record> {
+        for run in &self.0 {
+            if row < run.len() {
+                return run.record(row);
+            }
+            row -= run.len();
+        }
+        None
+    }
 }
 
 /// What one poll of a source returned.
@@ -193,7 +334,7 @@ pub struct Malformed {
 pub struct Polled {
     /// Rows per partition.
     pub batches: Vec<PartitionBatch>,
-    /// Records skipped because they could not be decoded.
+    /// Records skipped because they could not be decoded (the runtime dead-letters them).
     pub malformed: Vec<Malformed>,
     /// Number of partitions known so far (partitions are numbered from 0).
     pub partitions: usize,
@@ -211,7 +352,9 @@ pub struct Polled {
 /// Reads a source's partitions incrementally.
 #[async_trait]
 pub trait SourceReader: Send {
-    /// Reads at most `max_rows` rows from each partition that has rows available.
+    /// Reads at most `max_rows` rows in all, shared fairly among the partitions still being read
+    /// (each takes at most its share, `max_rows` divided by their number, rounded up), so that a
+    /// micro-batch's size is bounded whatever the number of partitions.
     async fn poll(&mut self, max_rows: usize) -> Result<Polled>;
 
     /// Where reading stands, to be stored in a checkpoint: everything [`restore`](Self::restore)

@@ -125,6 +125,7 @@ impl Demo {
             trigger_interval: None,
             once: false,
             state_dir: Some(workdir.path().join("state")),
+            readiness: Default::default(),
         });
         let errors = supervisor.reconcile(&|name| vars.get(name).cloned()).await?;
         for err in &errors {

@@ -17,8 +17,9 @@ pub struct PipelineOptions {
     /// A partition without rows for this long stops holding the watermark back
     /// (`SET 'watermark.idle-timeout'`; `'0'` disables).
     pub idle_timeout: Option<Duration>,
-    /// At most this many rows per partition per micro-batch (`SET 'source.max-rows-per-partition'`).
-    pub max_rows_per_partition: usize,
+    /// At most this many rows per micro-batch, shared fairly among the source's partitions
+    /// (`SET 'source.max-rows-per-batch'`): memory is bounded whatever the number of partitions.
+    pub max_rows_per_batch: usize,
     /// Tables read from or written to files instead of their connectors (`--replay`,
     /// `--sink-dir`: backtests).
     pub redirect: Redirect,
@@ -30,7 +31,7 @@ impl Default for PipelineOptions {
             trigger_interval: Duration::from_secs(1),
             allowed_lateness: Duration::ZERO,
             idle_timeout: Some(Duration::from_secs(30)),
-            max_rows_per_partition: 100_000,
+            max_rows_per_batch: 100_000,
             redirect: Redirect::default(),
         }
     }
@@ -41,7 +42,7 @@ pub const SET_KEYS: &[&str] = &[
     "trigger-interval",
     "allowed-lateness",
     "watermark.idle-timeout",
-    "source.max-rows-per-partition",
+    "source.max-rows-per-batch",
 ];
 
 /// Applies `SET key = value` to `options`.
@@ -64,16 +65,20 @@ pub fn apply_set(options: &mut PipelineOptions, set: &SetOption, at: &Location) 
             let d = duration()?;
             options.idle_timeout = (!d.is_zero()).then_some(d);
         }
-        "source.max-rows-per-partition" => match set.value.trim().parse::<usize>() {
-            Ok(n) if n > 0 => options.max_rows_per_partition = n,
-            _ => {
-                return crate::sql_err!(
-                    at,
-                    "SET 'source.max-rows-per-partition' needs a positive integer, found '{}'",
-                    set.value
-                );
+        // The former per-partition bound, now the bound of the whole micro-batch.
+        "source.max-rows-per-batch" | "source.max-rows-per-partition" => {
+            match set.value.trim().parse::<usize>() {
+                Ok(n) if n > 0 => options.max_rows_per_batch = n,
+                _ => {
+                    return crate::sql_err!(
+                        at,
+                        "SET '{}' needs a positive integer, found '{}'",
+                        set.key,
+                        set.value
+                    );
+                }
             }
-        },
+        }
         other => {
             return crate::sql_err!(
                 at,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{can_cast_types, cast};
+use datafusion::arrow::compute::{CastOptions, can_cast_types, cast_with_options};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::util::display::FormatOptions;
 use datafusion::error::DataFusionError;
 
 use crate::catalog::TableDef;
@@ -24,20 +25,27 @@ pub struct SinkMapping {
 }
 
 impl SinkMapping {
-    /// Reorders and casts a batch of query output into the sink's schema.
+    /// Reorders and casts a batch of query output into the sink's schema; a value the sink's
+    /// column cannot hold fails (the runtime dead-letters its row) rather than becoming NULL.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let columns = self
             .schema
             .fields()
             .iter()
             .zip(&self.sources)
-            .map(|(field, &source)| cast(batch.column(source), field.data_type()))
+            .map(|(field, &source)| {
+                cast_with_options(batch.column(source), field.data_type(), &STRICT_CAST)
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(DataFusionError::from)?;
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(DataFusionError::from)?)
     }
 }
+
+/// Casts that fail on a value they cannot convert.
+const STRICT_CAST: CastOptions<'static> =
+    CastOptions { safe: false, format_options: FormatOptions::new() };
 
 pub(super) fn map_to_sink(
     output: &SchemaRef,

@@ -1,4 +1,7 @@
-//! One query's micro-batch loop: poll → decode → watermark → window → aggregate → emit → sink.
+//! One query's micro-batch loop, in phases: intake (poll, computed columns, watermarks),
+//! process (the query's plans, windows, the aggregate, the sink mapping), deliver (dead letters,
+//! sink writes, commit) and checkpoint. A row that fails any row-level evaluation is left out and
+//! dead-lettered ([`isolate`](super::isolate)); the micro-batch goes on with the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,20 +10,25 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::max;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use metrics::{counter, gauge, histogram};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::isolate::isolate;
+use super::rows::{DeadLetters, Part};
 use crate::catalog::TableDef;
 use crate::checkpoint::{CheckpointStore, Manifest};
+use crate::connector::dead_letter::{DeadLetterWriter, open_dead_letter};
 use crate::connector::{ChangeKind, SinkWriter, SourceReader, open_sink, open_source};
-use crate::error::{EngineError, Result};
-use crate::planner::{QueryPlan, Stages};
+use crate::error::{EngineError, ErrorClass, Result};
+use crate::planner::{QueryPlan, Stages, WindowedStages};
 use crate::runtime::prefetch::Prefetching;
+use crate::slot::BatchSlot;
 use crate::state::snapshot::Snapshot;
 use crate::state::{Trigger, WindowAggregate};
-use crate::telemetry::metrics as m;
+use crate::telemetry::health::{QueryState, Readiness};
+use crate::telemetry::metrics::QueryMetrics;
 use crate::time::to_nanos;
 use crate::time::watermark::WatermarkTracker;
 
@@ -99,11 +107,16 @@ pub struct QueryRunner {
     plan: QueryPlan,
     source: Box<dyn SourceReader>,
     sink: Box<dyn SinkWriter>,
+    /// Where the source's bad records go.
+    dead_letter: Box<dyn DeadLetterWriter>,
     watermarks: WatermarkTracker,
     aggregate: Option<WindowAggregate>,
     epoch: u64,
     bounded: bool,
     checkpoints: Option<CheckpointStore>,
+    metrics: QueryMetrics,
+    /// Told the query's state, if anyone listens.
+    readiness: Option<Readiness>,
     /// Cancelled to stop; sink retries give up on it (the unfinished micro-batch is then
     /// replayed from the last checkpoint on restart).
     shutdown: CancellationToken,
@@ -116,6 +129,27 @@ impl std::fmt::Debug for QueryRunner {
             .field("epoch", &self.epoch)
             .finish()
     }
+}
+
+/// One micro-batch between its phases.
+#[derive(Debug, Default)]
+struct MicroBatch {
+    outcome: StepOutcome,
+    /// The rows read, per partition batch.
+    parts: Vec<Part>,
+    dead_letters: DeadLetters,
+    watermark_before: Option<i64>,
+    watermark: Option<i64>,
+    end_of_input: bool,
+    /// The earliest record time among the rows read (milliseconds since the epoch).
+    earliest_record_ms: Option<i64>,
+}
+
+/// What processing produced for the sink, in the sink's schema.
+#[derive(Debug, Default)]
+struct Output {
+    upserts: Vec<RecordBatch>,
+    deletes: Vec<RecordBatch>,
 }
 
 impl QueryRunner {
@@ -145,20 +179,24 @@ impl QueryRunner {
             &plan.sink.connector,
             Arc::clone(&plan.sink_mapping.schema),
         )?;
+        let dead_letter = open_dead_letter(&plan.source.name, &plan.name, &plan.source.connector)?;
         let idle_timeout = plan.source.idle_timeout.or(plan.options.idle_timeout);
         let aggregate = match &plan.stages {
             Stages::Windowed(stages) => Some(stages.new_aggregate()?),
             Stages::Stateless { .. } => None,
         };
         Ok(Self {
+            metrics: QueryMetrics::new(&plan.name),
             plan,
             source,
             sink,
+            dead_letter,
             watermarks: WatermarkTracker::new(idle_timeout),
             aggregate,
             epoch: 0,
             bounded,
             checkpoints: None,
+            readiness: None,
             shutdown: CancellationToken::new(),
         })
     }
@@ -167,6 +205,18 @@ impl QueryRunner {
     pub fn prefetching(mut self) -> Self {
         self.source = Box::new(Prefetching::new(self.source));
         self
+    }
+
+    /// Tells `readiness` where the query stands (running, retrying an outage, failed).
+    pub fn reporting_to(mut self, readiness: Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    fn report(&self, state: QueryState, why: Option<&EngineError>) {
+        if let Some(readiness) = &self.readiness {
+            readiness.report(&self.plan.name, state, why);
+        }
     }
 
     /// Checkpoints into `store` after every micro-batch, resuming first from the checkpoint
@@ -218,8 +268,15 @@ impl QueryRunner {
     }
 
     /// Runs micro-batches every trigger interval until `shutdown` or, for bounded input, the end.
+    /// Transient errors (outages) are retried with backoff, forever, the query showing as
+    /// retrying; any other error stops the query.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<RunStats> {
+        self.report(QueryState::Running, None);
         let result = self.run_until_done(shutdown).await;
+        match &result {
+            Ok(_) => self.report(QueryState::Finished, None),
+            Err(err) => self.report(QueryState::Failed, Some(err)),
+        }
         self.source.close().await;
         result
     }
@@ -233,22 +290,30 @@ impl QueryRunner {
             let started = Instant::now();
             let outcome = match self.step().await {
                 Ok(outcome) => {
-                    failures = 0;
+                    if failures > 0 {
+                        failures = 0;
+                        tracing::info!(query = %self.plan.name, "micro-batch succeeded; running again");
+                        self.report(QueryState::Running, None);
+                    }
                     stats.record(&outcome, started.elapsed(), began.elapsed());
                     outcome
                 }
                 Err(_) if shutdown.is_cancelled() => return Ok(stats),
-                Err(err) if !self.bounded && err.is_transient() => {
+                Err(err) if !self.bounded && err.class() == ErrorClass::Transient => {
                     failures += 1;
-                    counter!(m::SOURCE_ERRORS, "query" => self.plan.name.clone()).increment(1);
+                    self.metrics.batch_error();
+                    self.report(QueryState::Retrying, Some(&err));
                     let wait = backoff(failures);
-                    tracing::warn!(query = %self.plan.name, error = %err, retry_in = ?wait, "micro-batch failed; retrying");
+                    tracing::warn!(query = %self.plan.name, error = %err, retry_in = ?wait, "micro-batch failed on an outage; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(stats),
                         () = tokio::time::sleep(wait) => continue,
                     }
                 }
-                Err(err) => return Err(err),
+                Err(err) => {
+                    tracing::error!(query = %self.plan.name, class = %err.class(), error = %err, "query stopped");
+                    return Err(err);
+                }
             };
             if outcome.finished {
                 tracing::info!(query = %self.plan.name, "input finished; every window closed");
@@ -267,11 +332,24 @@ impl QueryRunner {
         }
     }
 
-    /// Runs one micro-batch.
+    /// Runs one micro-batch: intake, process, deliver, checkpoint.
     pub async fn step(&mut self) -> Result<StepOutcome> {
         let started = std::time::Instant::now();
-        let labels = [("query", self.plan.name.clone())];
-        let max_rows = self.plan.options.max_rows_per_partition;
+        let mut batch = self.intake().await?;
+        let output = self.process(&mut batch).await?;
+        self.deliver(&mut batch, output).await?;
+        self.checkpoint_phase(&batch).await?;
+        batch.outcome.finished = batch.end_of_input;
+        self.metrics.rows_out(batch.outcome.rows_out);
+        self.metrics.batch_duration(started.elapsed());
+        Ok(batch.outcome)
+    }
+
+    /// Intake: polls the source, completes every partition's rows with their computed columns
+    /// and advances the watermarks. Rows failing a computed column or the watermark expression
+    /// are left out for the dead-letter destination.
+    async fn intake(&mut self) -> Result<MicroBatch> {
+        let max_rows = self.plan.options.max_rows_per_batch;
         let polled = self.source.poll(max_rows).await?;
         let now = Instant::now();
         for partition in self.watermarks.partitions()..polled.partitions {
@@ -280,135 +358,162 @@ impl QueryRunner {
         for &partition in &polled.finished {
             self.watermarks.finish(partition, now);
         }
-        for bad in &polled.malformed {
-            tracing::warn!(query = %self.plan.name, location = %bad.location, error = %bad.error, "malformed record skipped");
-        }
-        counter!(m::MALFORMED, &labels).increment(polled.malformed.len() as u64);
-        let polled_earliest = polled.earliest_record_ms;
         for (partition, lag) in self.source.lag() {
-            let labels = [("query", self.plan.name.clone()), ("partition", partition.to_string())];
-            gauge!(m::CONSUMER_LAG, &labels).set(lag as f64);
+            self.metrics.lag(partition, lag);
         }
-
-        let mut outcome = StepOutcome {
-            malformed: polled.malformed.len(),
-            more_available: polled.more_available,
-            ..StepOutcome::default()
+        let mut batch = MicroBatch {
+            outcome: StepOutcome { more_available: polled.more_available, ..Default::default() },
+            watermark_before: self.watermarks.current(),
+            earliest_record_ms: polled.earliest_record_ms,
+            ..MicroBatch::default()
         };
-        let watermark_before = self.watermarks.current();
-        let mut batches = Vec::with_capacity(polled.batches.len());
-        for part in polled.batches {
-            outcome.rows_in += part.batch.num_rows();
-            outcome.more_available |= part.batch.num_rows() >= max_rows;
-            let batch = self.plan.source.complete(&part.batch)?;
-            self.watermarks.observe(part.partition, watermark_of(&self.plan.source, &batch)?, now);
-            batches.push(batch);
+        batch.dead_letters.undecodable(polled.malformed, &self.metrics);
+        for polled in polled.batches {
+            batch.outcome.rows_in += polled.batch.num_rows();
+            let mut part = Part {
+                partition: polled.partition,
+                batch: polled.batch,
+                origins: polled.origins,
+                polled_rows: None,
+            };
+            let (table, dead) = (&self.plan.source, &mut batch.dead_letters);
+            complete(table, &mut part, dead, &self.metrics).await?;
+            let latest = latest_event(table, &mut part, dead, &self.metrics).await?;
+            self.watermarks.observe(part.partition, latest, now);
+            batch.parts.push(part);
         }
-        counter!(m::ROWS_IN, &labels).increment(outcome.rows_in as u64);
-        let watermark = self.watermarks.advance(now);
-        let end_of_input =
-            self.bounded && self.watermarks.all_finished() && !outcome.more_available;
+        self.metrics.rows_in(batch.outcome.rows_in);
+        batch.outcome.more_available |= batch.outcome.rows_in >= max_rows;
+        batch.watermark = self.watermarks.advance(now);
+        batch.end_of_input =
+            self.bounded && self.watermarks.all_finished() && !batch.outcome.more_available;
+        Ok(batch)
+    }
 
-        let task_ctx = Arc::clone(&self.plan.task_ctx);
-        let (upserts, deletes) = match (&self.plan.stages, self.aggregate.as_mut()) {
-            (Stages::Stateless { plan }, _) => {
-                self.plan.source_slot.fill(batches);
-                (collect(Arc::clone(plan), task_ctx).await?, vec![])
+    /// Process: runs the query's plans over the micro-batch's rows and, for a windowed query,
+    /// the window assigner and the aggregate; maps the output to the sink's schema.
+    async fn process(&mut self, batch: &mut MicroBatch) -> Result<Output> {
+        let inputs: Vec<RecordBatch> = batch.parts.iter().map(|p| p.batch.clone()).collect();
+        let parts: Vec<&Part> = batch.parts.iter().collect();
+        let (plan, metrics) = (&self.plan, &self.metrics);
+        let task_ctx = &plan.task_ctx;
+        match (&plan.stages, self.aggregate.as_mut()) {
+            (Stages::Stateless { plan: stateless }, _) => {
+                let isolated = isolate(&inputs, |rows| {
+                    Box::pin(async move {
+                        plan.source_slot.fill(rows);
+                        let out = collect(Arc::clone(stateless), Arc::clone(task_ctx)).await?;
+                        out.iter().map(|b| plan.sink_mapping.apply(b)).collect()
+                    })
+                })
+                .await?;
+                batch.dead_letters.rejected("query", &parts, &isolated, metrics)?;
+                Ok(Output { upserts: isolated.value, deletes: vec![] })
             }
             (Stages::Windowed(stages), Some(aggregate)) => {
-                let input = match &stages.view {
-                    Some(view) => {
-                        self.plan.source_slot.fill(batches);
-                        collect(Arc::clone(view), Arc::clone(&task_ctx)).await?
-                    }
-                    None => batches,
-                };
-                let lateness = nanos(self.plan.options.allowed_lateness);
-                let drop_before = watermark_before.map(|w| w.saturating_sub(lateness));
-                let mut windowed = Vec::with_capacity(input.len());
-                let mut late = 0;
-                for batch in &input {
-                    let (assigned, dropped) = stages.assigner.assign(batch, drop_before)?;
-                    late += dropped.late;
-                    if dropped.null_time > 0 {
-                        tracing::warn!(query = %self.plan.name, rows = dropped.null_time, "events without an event time skipped");
-                        counter!(m::MALFORMED, &labels).increment(dropped.null_time as u64);
-                        outcome.malformed += dropped.null_time;
-                    }
-                    windowed.push(assigned);
-                }
-                if late > 0 {
-                    tracing::debug!(query = %self.plan.name, late, "late events dropped");
-                }
-                counter!(m::LATE_EVENTS, &labels).increment(late as u64);
-                outcome.late = late;
-                stages.window_slot.fill(windowed);
-                for batch in collect(Arc::clone(&stages.pre), Arc::clone(&task_ctx)).await? {
-                    aggregate.update(&batch)?;
+                let lateness = nanos(plan.options.allowed_lateness);
+                let drop_before = batch.watermark_before.map(|w| w.saturating_sub(lateness));
+                let isolated = isolate(&inputs, |rows| {
+                    Box::pin(windowed_rows(plan, stages, rows, drop_before))
+                })
+                .await?;
+                batch.dead_letters.rejected("query", &parts, &isolated, metrics)?;
+                let (pre, (late, null_time)) = isolated.value;
+                count_dropped(&plan.name, metrics, &mut batch.outcome, late, null_time);
+                for rows in &pre {
+                    aggregate.update(rows)?;
                 }
                 let trigger = Trigger {
-                    on_close: self.plan.emit == crate::sql::Emit::OnWindowClose,
-                    watermark,
+                    on_close: plan.emit == crate::sql::Emit::OnWindowClose,
+                    watermark: batch.watermark,
                     lateness,
-                    end_of_input,
+                    end_of_input: batch.end_of_input,
                 };
                 let emitted = aggregate.emit(trigger)?;
-                gauge!(m::WINDOW_GROUPS, &labels).set(aggregate.num_groups() as f64);
-                gauge!(m::STATE_BYTES, &labels).set(aggregate.state_bytes() as f64);
-                let upserts =
-                    run_post(&stages.post, &stages.aggregate_slot, emitted.upserts, &task_ctx)
-                        .await?;
-                let deletes =
-                    run_post(&stages.post, &stages.aggregate_slot, emitted.deletes, &task_ctx)
-                        .await?;
-                (upserts, deletes)
+                metrics.state(aggregate.num_groups(), aggregate.state_bytes());
+                let mut output = Output::default();
+                for (rows, into) in
+                    [(emitted.upserts, &mut output.upserts), (emitted.deletes, &mut output.deletes)]
+                {
+                    let Some(rows) = rows else { continue };
+                    *into = finish_windows(plan, rows, &mut batch.dead_letters, metrics).await?;
+                }
+                Ok(output)
             }
             (Stages::Windowed(_), None) => {
-                return Err(EngineError::Internal("windowed query without state".into()));
+                Err(EngineError::Internal("windowed query without state".into()))
             }
-        };
-        for (batches, kind) in [(upserts, ChangeKind::Upsert), (deletes, ChangeKind::Delete)] {
-            for batch in batches {
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                let mapped = self.plan.sink_mapping.apply(&batch)?;
-                outcome.rows_out += mapped.num_rows();
-                self.write_with_retry(&mapped, kind).await?;
+        }
+    }
+
+    /// Deliver: stores the dead letters, then writes and commits the output (each retried
+    /// until it succeeds: nothing is checkpointed before).
+    async fn deliver(&mut self, batch: &mut MicroBatch, output: Output) -> Result<()> {
+        batch.outcome.malformed += batch.dead_letters.len();
+        if !batch.dead_letters.is_empty() {
+            self.dead_letter_with_retry(&batch.dead_letters).await?;
+        }
+        for (batches, kind) in
+            [(output.upserts, ChangeKind::Upsert), (output.deletes, ChangeKind::Delete)]
+        {
+            for rows in batches.iter().filter(|b| b.num_rows() > 0) {
+                batch.outcome.rows_out += rows.num_rows();
+                self.write_with_retry(rows, kind).await?;
             }
         }
         self.commit_with_retry().await?;
-        if let Some(earliest) = polled_earliest {
-            let now = wall_clock();
-            histogram!(m::RECORD_TO_SINK, &labels)
-                .record((now.as_millis() as f64 - earliest as f64).max(0.0) / 1e3);
+        if let Some(earliest) = batch.earliest_record_ms {
+            let waited = (wall_clock().as_millis() as f64 - earliest as f64).max(0.0);
+            self.metrics.record_to_sink(Duration::from_secs_f64(waited / 1e3));
         }
+        Ok(())
+    }
+
+    /// Checkpoint: saves the micro-batch's outcome when it changed anything, and moves to the
+    /// next epoch.
+    async fn checkpoint_phase(&mut self, batch: &MicroBatch) -> Result<()> {
+        let outcome = &batch.outcome;
         if outcome.rows_in > 0
             || outcome.rows_out > 0
-            || watermark != watermark_before
-            || end_of_input
+            || batch.watermark != batch.watermark_before
+            || batch.end_of_input
         {
             self.checkpoint().await?;
         }
         self.epoch += 1;
-        counter!(m::ROWS_OUT, &labels).increment(outcome.rows_out as u64);
-        histogram!(m::BATCH_DURATION, &labels).record(started.elapsed().as_secs_f64());
-        if let Some(w) = watermark {
-            gauge!(m::WATERMARK_DELAY, &labels).set((nanos(wall_clock()) - w) as f64 / 1e9);
+        if let Some(w) = batch.watermark {
+            self.metrics.watermark_delay((nanos(wall_clock()) - w) as f64 / 1e9);
         }
-        outcome.finished = end_of_input;
-        Ok(outcome)
+        Ok(())
+    }
+
+    async fn dead_letter_with_retry(&mut self, dead: &DeadLetters) -> Result<()> {
+        let mut failures = 0;
+        loop {
+            match self.dead_letter.write(&dead.records).await {
+                Ok(()) => {
+                    self.recovered(failures);
+                    return Ok(());
+                }
+                Err(err) => {
+                    failures += 1;
+                    self.retry_write(err, failures).await?;
+                }
+            }
+        }
     }
 
     async fn write_with_retry(&mut self, batch: &RecordBatch, kind: ChangeKind) -> Result<()> {
         let mut failures = 0;
         loop {
             match self.sink.write(self.epoch, batch, kind).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.recovered(failures);
+                    return Ok(());
+                }
                 Err(err) => {
                     failures += 1;
-                    sink_failed(&self.plan.name, self.bounded, err, failures, &self.shutdown)
-                        .await?;
+                    self.retry_write(err, failures).await?;
                 }
             }
         }
@@ -418,36 +523,162 @@ impl QueryRunner {
         let mut failures = 0;
         loop {
             match self.sink.commit(self.epoch).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.recovered(failures);
+                    return Ok(());
+                }
                 Err(err) => {
                     failures += 1;
-                    sink_failed(&self.plan.name, self.bounded, err, failures, &self.shutdown)
-                        .await?;
+                    self.retry_write(err, failures).await?;
                 }
             }
         }
     }
+
+    /// A write succeeded after `failures` failed attempts: the query runs again.
+    fn recovered(&self, failures: u32) {
+        if failures > 0 {
+            tracing::info!(query = %self.plan.name, failures, "write succeeded; running again");
+            self.report(QueryState::Running, None);
+        }
+    }
+
+    /// Counts and logs a failed sink or dead-letter write and waits before the retry; gives up
+    /// on errors retrying cannot fix, on bounded input after a few attempts, and when the query
+    /// is stopped. While retrying an outage the query shows as retrying.
+    async fn retry_write(&mut self, err: EngineError, failures: u32) -> Result<()> {
+        self.metrics.sink_error();
+        if err.class() != ErrorClass::Transient || (self.bounded && failures >= 5) {
+            return Err(err);
+        }
+        let wait = backoff(failures);
+        tracing::warn!(query = %self.plan.name, error = %err, retry_in = ?wait, "write failed; retrying, nothing is committed until it succeeds");
+        if failures == 1 {
+            self.report(QueryState::Retrying, Some(&err));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => Ok(()),
+            () = self.shutdown.cancelled() => Err(err),
+        }
+    }
 }
 
-/// Counts and logs a sink failure and waits before the retry; gives up on bounded input after
-/// a few attempts, and when `shutdown` is cancelled.
-async fn sink_failed(
-    query: &str,
-    bounded: bool,
-    err: EngineError,
-    failures: u32,
-    shutdown: &CancellationToken,
+/// Adds the computed columns to a partition's rows.
+async fn complete(
+    table: &TableDef,
+    part: &mut Part,
+    dead: &mut DeadLetters,
+    metrics: &QueryMetrics,
 ) -> Result<()> {
-    counter!(m::SINK_ERRORS, "query" => query.to_string()).increment(1);
-    if bounded && failures >= 5 {
-        return Err(err);
+    let isolated = isolate(std::slice::from_ref(&part.batch), |batches| {
+        Box::pin(
+            async move { batches.iter().map(|b| table.complete(b)).collect::<Result<Vec<_>>>() },
+        )
+    })
+    .await?;
+    dead.rejected("computed", &[part], &isolated, metrics)?;
+    let completed = match isolated.value.into_iter().next() {
+        Some(batch) => batch,
+        None => RecordBatch::new_empty(Arc::clone(&table.schema)),
+    };
+    let kept = isolated.kept.into_iter().next().flatten();
+    part.narrow(completed, kept);
+    Ok(())
+}
+
+/// The greatest watermark value of a partition's rows.
+async fn latest_event(
+    table: &TableDef,
+    part: &mut Part,
+    dead: &mut DeadLetters,
+    metrics: &QueryMetrics,
+) -> Result<Option<i64>> {
+    let isolated = isolate(std::slice::from_ref(&part.batch), |batches| {
+        Box::pin(async move {
+            let mut latest = None;
+            for batch in &batches {
+                latest = latest.max(watermark_of(table, batch)?);
+            }
+            Ok(latest)
+        })
+    })
+    .await?;
+    dead.rejected("watermark", &[part], &isolated, metrics)?;
+    if let Some(kept) = isolated.kept.into_iter().next().flatten() {
+        let batch = super::isolate::keep(&part.batch, Some(&kept))?;
+        part.narrow(batch, Some(kept));
     }
-    let wait = backoff(failures);
-    tracing::warn!(query, error = %err, retry_in = ?wait, "sink write failed; retrying, nothing is committed until it succeeds");
-    tokio::select! {
-        () = tokio::time::sleep(wait) => Ok(()),
-        () = shutdown.cancelled() => Err(err),
+    Ok(isolated.value)
+}
+
+/// Counts the events a windowed query dropped (late, or without an event time).
+fn count_dropped(
+    query: &str,
+    metrics: &QueryMetrics,
+    outcome: &mut StepOutcome,
+    late: usize,
+    null_time: usize,
+) {
+    if null_time > 0 {
+        tracing::warn!(query = %query, rows = null_time, "events without an event time skipped");
+        metrics.dead_lettered("event-time", null_time);
     }
+    if late > 0 {
+        tracing::debug!(query = %query, late, "late events dropped");
+    }
+    metrics.late(late);
+    outcome.late = late;
+    outcome.malformed += null_time;
+}
+
+/// Runs the post plan (HAVING, SELECT list) over emitted windows and maps them to the
+/// sink's schema; a window whose row fails is dead-lettered as the query's output.
+async fn finish_windows(
+    plan: &QueryPlan,
+    emitted: RecordBatch,
+    dead: &mut DeadLetters,
+    metrics: &QueryMetrics,
+) -> Result<Vec<RecordBatch>> {
+    let Stages::Windowed(stages) = &plan.stages else { return Ok(vec![]) };
+    let task_ctx = &plan.task_ctx;
+    let emitted = [emitted];
+    let isolated = isolate(&emitted, |rows| {
+        Box::pin(async move {
+            let out = run_post(&stages.post, &stages.aggregate_slot, rows, task_ctx).await?;
+            out.iter().map(|b| plan.sink_mapping.apply(b)).collect()
+        })
+    })
+    .await?;
+    dead.rejected_output(&plan.name, &emitted, &isolated, metrics)?;
+    Ok(isolated.value)
+}
+
+/// What a windowed query aggregates from `rows`: the view, the window assigner (dropping events
+/// before `drop_before` and those without an event time, counted) and the pre plan.
+async fn windowed_rows(
+    plan: &QueryPlan,
+    stages: &WindowedStages,
+    rows: Vec<RecordBatch>,
+    drop_before: Option<i64>,
+) -> Result<(Vec<RecordBatch>, (usize, usize))> {
+    let task_ctx = &plan.task_ctx;
+    let input = match &stages.view {
+        Some(view) => {
+            plan.source_slot.fill(rows);
+            collect(Arc::clone(view), Arc::clone(task_ctx)).await?
+        }
+        None => rows,
+    };
+    let mut windowed = Vec::with_capacity(input.len());
+    let mut dropped = (0, 0);
+    for rows in &input {
+        let (assigned, lost) = stages.assigner.assign(rows, drop_before)?;
+        dropped = (dropped.0 + lost.late, dropped.1 + lost.null_time);
+        windowed.push(assigned);
+    }
+    stages.window_slot.fill(windowed);
+    let pre = collect(Arc::clone(&stages.pre), Arc::clone(task_ctx)).await?;
+    Ok((pre, dropped))
 }
 
 /// Exponential backoff from 100 ms to 30 s.
@@ -489,11 +720,13 @@ fn latest_row(column: &ArrayRef) -> Option<usize> {
 
 async fn run_post(
     post: &Arc<dyn ExecutionPlan>,
-    slot: &Arc<crate::slot::BatchSlot>,
-    batch: Option<RecordBatch>,
-    task_ctx: &Arc<datafusion::execution::TaskContext>,
+    slot: &Arc<BatchSlot>,
+    rows: Vec<RecordBatch>,
+    task_ctx: &Arc<TaskContext>,
 ) -> Result<Vec<RecordBatch>> {
-    let Some(batch) = batch else { return Ok(vec![]) };
-    slot.fill(vec![batch]);
+    if rows.is_empty() {
+        return Ok(vec![]);
+    }
+    slot.fill(rows);
     Ok(collect(Arc::clone(post), Arc::clone(task_ctx)).await?)
 }

@@ -4,7 +4,7 @@
 //! While polls return rows, the task keeps polling and queues what they return (continuous
 //! intake): at its trigger, the runner takes everything queued at once instead of waiting for
 //! a poll to read and decode a whole interval's messages. The task stops when the queue holds
-//! `max_rows` rows of one partition (a backlog: the runner takes that and the task reads the
+//! `max_rows` rows (one micro-batch: a backlog; the runner takes that and the task reads the
 //! next micro-batch while it runs) or when a poll comes back empty; the runner's next request
 //! then polls afresh, so rows that arrived since are not left behind for another interval.
 //!
@@ -12,7 +12,7 @@
 //! [`SourceReader::position`] answers with the position of the last poll handed out, never of
 //! one still queued. The queue is bounded, so a slow sink still slows the source.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -21,12 +21,12 @@ use tokio::sync::{Notify, mpsc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 
-use crate::connector::{PartitionBatch, Polled, SourceReader};
+use crate::connector::{Origins, PartitionBatch, Polled, SourceReader};
 use crate::error::{EngineError, Result};
 
 /// What the runner tells the polling task.
 enum Command {
-    /// Poll (at most this many rows per partition): the runner waits for a reply, or took the
+    /// Poll (at most this many rows in all): the runner waits for a reply, or took the
     /// queue and wants the next micro-batch read ahead.
     Poll(usize),
     /// A checkpoint holds this position.
@@ -64,15 +64,10 @@ struct Queue {
 }
 
 impl Queue {
-    /// The most rows queued for one engine partition.
-    fn most_rows(&self) -> usize {
-        let mut rows: BTreeMap<usize, usize> = BTreeMap::new();
-        for polled in self.replies.iter().filter_map(|r| r.polled.as_ref().ok()) {
-            for part in &polled.batches {
-                *rows.entry(part.partition).or_default() += part.batch.num_rows();
-            }
-        }
-        rows.into_values().max().unwrap_or(0)
+    /// The rows queued, over all partitions.
+    fn rows(&self) -> usize {
+        let polls = self.replies.iter().filter_map(|r| r.polled.as_ref().ok());
+        polls.flat_map(|p| &p.batches).map(|part| part.batch.num_rows()).sum()
     }
 
     /// Queues a reply, merged into the last one when both have rows to hand out.
@@ -121,20 +116,24 @@ const MAX_PIECES: usize = 32;
 
 /// The rows of each partition as one batch, partitions in the order they first appear.
 fn concat_by_partition(batches: Vec<PartitionBatch>) -> Vec<PartitionBatch> {
-    let mut pieces: Vec<(usize, Vec<RecordBatch>)> = vec![];
-    for PartitionBatch { partition, batch } in batches {
-        match pieces.iter_mut().find(|(p, _)| *p == partition) {
-            Some((_, batches)) => batches.push(batch),
-            None => pieces.push((partition, vec![batch])),
+    let mut pieces: Vec<(usize, Vec<PartitionBatch>)> = vec![];
+    for part in batches {
+        match pieces.iter_mut().find(|(p, _)| *p == part.partition) {
+            Some((_, parts)) => parts.push(part),
+            None => pieces.push((part.partition, vec![part])),
         }
     }
     let mut concatenated = Vec::with_capacity(pieces.len());
-    for (partition, batches) in pieces {
-        match concat_batches(&batches[0].schema(), &batches) {
-            Ok(batch) => concatenated.push(PartitionBatch { partition, batch }),
+    for (partition, parts) in pieces {
+        let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
+        match concat_batches(&batches[0].schema(), batches) {
+            Ok(batch) => {
+                let mut origins = Origins::default();
+                parts.into_iter().for_each(|p| origins.extend(p.origins));
+                concatenated.push(PartitionBatch { partition, batch, origins });
+            }
             // Batches of one source share its schema; should they not, they stay apart.
-            Err(_) => concatenated
-                .extend(batches.into_iter().map(|batch| PartitionBatch { partition, batch })),
+            Err(_) => concatenated.extend(parts),
         }
     }
     concatenated
@@ -215,7 +214,7 @@ impl Prefetching {
             queued.as_mut().enable();
             {
                 let mut queue = self.shared.queue();
-                let full = queue.most_rows() >= max_rows;
+                let full = queue.rows() >= max_rows;
                 let caught_up = !(self.backlog && queue.flowing && queue.reading);
                 let ready = match asked {
                     Some(seen) => queue.pushed > seen && (full || caught_up),
@@ -253,7 +252,7 @@ async fn poll_ahead(
     loop {
         let (room, reading) = {
             let queue = shared.queue();
-            (max_rows.saturating_sub(queue.most_rows()), queue.reading)
+            (max_rows.saturating_sub(queue.rows()), queue.reading)
         };
         let command = if reading && room > 0 {
             match commands.try_recv() {
@@ -280,7 +279,7 @@ async fn poll_ahead(
         }
         let room = {
             let mut queue = shared.queue();
-            let room = max_rows.saturating_sub(queue.most_rows());
+            let room = max_rows.saturating_sub(queue.rows());
             queue.reading = room > 0;
             room
         };
@@ -296,7 +295,7 @@ async fn poll_ahead(
         if reply.has_news() || queue.waiting {
             queue.push(reply);
         }
-        queue.reading = rows && queue.most_rows() < max_rows;
+        queue.reading = rows && queue.rows() < max_rows;
         drop(queue);
         shared.queued.notify_one();
     }
@@ -381,6 +380,7 @@ mod tests {
             format: FileFormat::Json,
             csv_header: false,
             csv_delimiter: b',',
+            dead_letter_path: None,
         };
         let raw = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         Box::new(FileSource::new("t", &options, raw, vec![SourceColumn::Physical], false))
@@ -405,7 +405,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let column = Arc::new(datafusion::arrow::array::Int64Array::from(rows.to_vec()));
         let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
-        Polled { batches: vec![PartitionBatch { partition, batch }], ..Polled::default() }
+        Polled { batches: vec![PartitionBatch::new(partition, batch)], ..Polled::default() }
     }
 
     async fn poll_numbers(source: &mut dyn SourceReader, max_rows: usize) -> Vec<i64> {
@@ -454,7 +454,7 @@ mod tests {
         assert!(first.more_available, "a full batch says more is waiting");
         tokio::time::sleep(Duration::from_millis(50)).await;
         // One micro-batch read ahead, no more.
-        assert_eq!(source.shared.queue().most_rows(), 10);
+        assert_eq!(source.shared.queue().rows(), 10);
         assert_eq!(rest_after(dir.path(), &source.position()).await, (10..100).collect::<Vec<_>>());
         assert_eq!(poll_numbers(&mut source, 10).await, (10..20).collect::<Vec<_>>());
         source.close().await;
@@ -471,7 +471,7 @@ mod tests {
         // Read ahead: queued, then a poll finds nothing and reading stops.
         append(&file, 3..5);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(source.shared.queue().most_rows(), 2);
+        assert_eq!(source.shared.queue().rows(), 2);
         assert!(!source.shared.queue().reading);
         append(&file, 5..8);
         assert_eq!(poll_numbers(&mut source, 100).await, vec![3, 4, 5, 6, 7]);
@@ -493,14 +493,14 @@ mod tests {
         for next in [reply(&[1, 2], 20), reply(&[3], 10), failed, reply(&[4], 30)] {
             queue.push(next);
         }
-        assert_eq!(queue.most_rows(), 4);
+        assert_eq!(queue.rows(), 4);
         let merged = queue.take().unwrap();
         assert_eq!(merged.position, serde_json::json!(10));
         let polled = merged.polled.unwrap();
         assert_eq!(polled.earliest_record_ms, Some(10));
         let batches: Vec<RecordBatch> = polled.batches.into_iter().map(|p| p.batch).collect();
         assert_eq!(numbers(&batches), vec![1, 2, 3]);
-        assert_eq!(queue.most_rows(), 1);
+        assert_eq!(queue.rows(), 1);
         assert!(queue.take().unwrap().polled.is_err());
         assert_eq!(queue.take().unwrap().position, serde_json::json!(30));
         assert!(queue.take().is_none());

@@ -19,6 +19,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::error::{EngineError, Result};
 use crate::planner::{PipelineOptions, QueryPlan, plan_pipeline};
 use crate::sql::{VarLookup, load_dir, loader::sql_files};
+use crate::telemetry::health::{QueryState, Readiness};
 
 /// How queries are started.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct SupervisorConfig {
     pub once: bool,
     /// Where queries checkpoint, if anywhere.
     pub state_dir: Option<PathBuf>,
+    /// Told where every query stands (`/readyz`, `engine_query_state`).
+    pub readiness: Readiness,
 }
 
 struct Running {
@@ -125,38 +128,70 @@ impl Supervisor {
             }
         }
         for (name, query) in wanted {
-            self.start(name, query).await?;
+            self.start(name, query).await;
         }
         Ok(errors)
     }
 
-    async fn start(&mut self, name: String, query: QueryPlan) -> Result<()> {
+    /// Starts a query; one that cannot start is reported as stopped by
+    /// [`collect_finished`](Self::collect_finished), the others start regardless.
+    async fn start(&mut self, name: String, query: QueryPlan) {
         let fingerprint = query.fingerprint();
         let options = query.options.clone();
         let file = query.location.file.as_ref().clone();
         let token = CancellationToken::new();
-        let handle = if split_topic(&query).is_some() && !self.config.once {
-            let query = PartitionedQuery::new(query, self.config.state_dir.as_deref())?;
-            tokio::spawn(query.run(token.clone()))
-        } else {
-            let mut runner = QueryRunner::new(query, self.config.once).await?;
-            if let Some(dir) = &self.config.state_dir {
-                runner = runner.with_checkpoints(CheckpointStore::open(dir, &name)?).await?;
+        let readiness = self.config.readiness.clone();
+        readiness.report(&name, QueryState::Starting, None);
+        let handle = match self.launch(&name, query, &token).await {
+            Ok(handle) => {
+                tracing::info!(query = %name, "query started");
+                handle
             }
-            tokio::spawn(runner.prefetching().run(token.clone()))
+            Err(err) => {
+                tracing::error!(query = %name, class = %err.class(), error = %err, "query cannot start");
+                readiness.report(&name, QueryState::Failed, Some(&err));
+                tokio::spawn(async move { Err(err) })
+            }
         };
         self.generation += 1;
-        tracing::info!(query = %name, "query started");
         self.running.insert(
             name,
             Running { fingerprint, options, file, generation: self.generation, token, handle },
         );
-        Ok(())
+    }
+
+    async fn launch(
+        &self,
+        name: &str,
+        query: QueryPlan,
+        token: &CancellationToken,
+    ) -> Result<JoinHandle<Result<RunStats>>> {
+        let readiness = self.config.readiness.clone();
+        if split_topic(&query).is_some() && !self.config.once {
+            let query = PartitionedQuery::new(query, self.config.state_dir.as_deref())?;
+            let name = name.to_string();
+            let token = token.clone();
+            return Ok(tokio::spawn(async move {
+                readiness.report(&name, QueryState::Running, None);
+                let result = query.run(token).await;
+                match &result {
+                    Ok(_) => readiness.report(&name, QueryState::Finished, None),
+                    Err(err) => readiness.report(&name, QueryState::Failed, Some(err)),
+                }
+                result
+            }));
+        }
+        let mut runner = QueryRunner::new(query, self.config.once).await?;
+        if let Some(dir) = &self.config.state_dir {
+            runner = runner.with_checkpoints(CheckpointStore::open(dir, name)?).await?;
+        }
+        Ok(tokio::spawn(runner.prefetching().reporting_to(readiness).run(token.clone())))
     }
 
     async fn stop(&mut self, name: &str) -> Stopped {
         let running = self.running.remove(name).expect("stopping a running query");
         running.token.cancel();
+        self.config.readiness.forget(name);
         Stopped { name: name.to_string(), result: joined(running.handle.await) }
     }
 

@@ -85,7 +85,7 @@ async fn read(
     loop {
         let polled = source.poll(remaining.min(BATCH_ROWS)).await?;
         for bad in &polled.malformed {
-            tracing::warn!(table = %table.name, location = %bad.location, error = %bad.error, "malformed record skipped");
+            tracing::warn!(table = %table.name, location = %bad.location(), error = %bad.error, "malformed record skipped");
         }
         finished.extend(polled.finished);
         for part in polled.batches {

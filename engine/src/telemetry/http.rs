@@ -1,8 +1,6 @@
 //! `/metrics`, `/healthz` and `/readyz` on the admin address.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -11,22 +9,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+pub use super::health::Readiness;
 use crate::error::{EngineError, Result};
-
-/// Whether the engine is ready to serve (all queries started).
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    /// Marks the engine ready or not.
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
-    }
-
-    fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// Binds `addr` and serves the endpoints until `shutdown`; returns the bound address.
 pub async fn serve(
@@ -46,10 +30,9 @@ pub async fn serve(
         .route(
             "/readyz",
             get(move || async move {
-                if readiness.get() {
-                    (StatusCode::OK, "ready").into_response()
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+                match readiness.status() {
+                    (true, text) => (StatusCode::OK, text).into_response(),
+                    (false, text) => (StatusCode::SERVICE_UNAVAILABLE, text).into_response(),
                 }
             }),
         );

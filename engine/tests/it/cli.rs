@@ -156,3 +156,158 @@ fn run_serves_metrics_and_health_then_stops_cleanly_on_sigint() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Without `--once`, `engine run` keeps going while a query runs, and exits non-zero once every
+/// query stopped on an error retrying cannot fix (here a checkpoint it cannot restore, an
+/// internal error), naming the query and the class.
+#[test]
+fn run_exits_non_zero_once_every_query_stopped_on_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("q");
+    std::fs::create_dir_all(&queries).unwrap();
+    write_partitions(&dir.path().join("ticks"), &[generate(9, 2, 50, 0)]);
+    let sql = format!(
+        "CREATE TABLE ticks (symbol TEXT NOT NULL, price DOUBLE NOT NULL) WITH (connector = \
+         'filesystem', path = '{}', format = 'json');
+         CREATE TABLE copy WITH (connector = 'filesystem', path = '{}', format = 'json');
+         INSERT INTO copy SELECT symbol, price FROM ticks;",
+        dir.path().join("ticks").display(),
+        dir.path().join("out").display()
+    );
+    std::fs::write(queries.join("copy.sql"), sql).unwrap();
+    let state = dir.path().join("state");
+    let run = |once: bool| {
+        // Bounded in time: an engine that never exits fails the test (status 124) instead of
+        // hanging it.
+        let mut command = Command::new("timeout");
+        command.arg("60").arg(env!("CARGO_BIN_EXE_engine"));
+        command.args(["run", "--queries"]).arg(&queries).arg("--state-dir").arg(&state);
+        command.args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"]);
+        if once {
+            command.arg("--once");
+        }
+        command.output().unwrap()
+    };
+    assert!(run(true).status.success());
+    let manifest = state.join("copy/manifest.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    value["watermarks"] = serde_json::json!({ "partitions": "damaged" });
+    std::fs::write(&manifest, value.to_string()).unwrap();
+    let output = run(false);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(log.contains("checkpointed watermarks") && log.contains("internal"), "{log}");
+}
+
+/// `engine run` over a replayed backtest with its logs going to a file, or to a terminal (a
+/// pseudo-terminal, with and without `NO_COLOR`): escape sequences only on the terminal.
+#[test]
+fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+    let ticks = generate(5, 3, 200, 5);
+    // A command over its own copy of the input and output (kept alive as long as it runs).
+    let run = || {
+        let tmp = tempfile::tempdir().unwrap();
+        write_partitions(&tmp.path().join("ticks"), &partition_by_symbol(&ticks, 2));
+        let mut command = engine();
+        command
+            .args(["run", "--once", "--queries"])
+            .arg(shipped_queries())
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(backtest_args(tmp.path()))
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR");
+        (command, tmp)
+    };
+
+    let (mut command, tmp) = run();
+    let log = tmp.path().join("engine.log");
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    let written = std::fs::read(&log).unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&written));
+    let text = String::from_utf8_lossy(&written);
+    assert!(
+        text.contains("INFO") && text.contains("engine::"),
+        "no log lines in the file:\n{text}"
+    );
+    assert!(!written.contains(&0x1b), "escape sequences in a log file:\n{text:?}");
+
+    let on_terminal = |no_color: bool| {
+        let (mut command, _tmp) = run();
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
+        let shown = session.exp_eof().unwrap();
+        assert!(shown.contains("INFO"), "no log lines on the terminal:\n{shown}");
+        shown.contains('\u{1b}')
+    };
+    assert!(on_terminal(false), "a terminal gets colour");
+    assert!(!on_terminal(true), "NO_COLOR turns colour off on a terminal too");
+}
+
+/// `engine repl -e` over a Cassandra table without RUST_LOG: standard output is the result
+/// alone, and standard error holds no line from a dependency (the CQL driver logs its
+/// connection set-up at INFO).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repl_over_cassandra_prints_its_result_and_no_dependency_chatter() {
+    let session = crate::servers::cql_session().await;
+    let keyspace = crate::servers::create_keyspace(&session, "cli_quiet").await;
+    crate::servers::cql(
+        &session,
+        &format!(
+            "CREATE TABLE {keyspace}.quotes (symbol text, seq bigint, price double, \
+             PRIMARY KEY ((symbol), seq))"
+        ),
+    )
+    .await;
+    let rows = [("AAA", 1i64, 1.25), ("AAA", 2, 1.5), ("BBB", 1, 7.0)];
+    for (symbol, seq, price) in rows {
+        session
+            .query_unpaged(
+                format!("INSERT INTO {keyspace}.quotes (symbol, seq, price) VALUES (?, ?, ?)"),
+                (symbol, seq, price),
+            )
+            .await
+            .unwrap();
+    }
+    let dir = crate::repl::queries_dir(&format!(
+        "CREATE TABLE quotes WITH (connector = 'cassandra', hosts = '{}', keyspace = '{keyspace}', 'table' = 'quotes');",
+        crate::servers::cql_hosts()
+    ));
+    let output = engine()
+        .args(["repl", "--format", "csv", "--queries"])
+        .arg(dir.path())
+        .args(["-e", "SELECT symbol, seq, price FROM quotes ORDER BY symbol, seq"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let expected: String = std::iter::once("symbol,seq,price\n".to_string())
+        .chain(rows.iter().map(|(s, q, p)| format!("{s},{q},{p:?}\n")))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    let foreign: Vec<&str> = stderr
+        .lines()
+        .filter(|line| match log_target(line) {
+            Some(target) => target != "engine" && !target.starts_with("engine::"),
+            None => !line.trim().is_empty(),
+        })
+        .collect();
+    assert!(foreign.is_empty(), "standard error holds more than the engine's messages:\n{stderr}");
+}
+
+/// The target of a text log line (`2024-05-01T13:30:00.000000Z  INFO scylla::network: ...`).
+fn log_target(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace();
+    let (_time, level, target) = (words.next()?, words.next()?, words.next()?);
+    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+        .contains(&level)
+        .then(|| target.trim_end_matches(':'))
+}

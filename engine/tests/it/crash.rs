@@ -25,7 +25,7 @@ fn killed_at_random_moments_and_restarted_the_engine_loses_nothing_and_counts_no
         }
     }
     // Small micro-batches, so that a kill lands in the middle of the input.
-    std::fs::write(queries.join("00_a_settings.sql"), "SET 'source.max-rows-per-partition' = '5';")
+    std::fs::write(queries.join("00_a_settings.sql"), "SET 'source.max-rows-per-batch' = '5';")
         .unwrap();
     let run = |once: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
@@ -102,7 +102,7 @@ async fn killed_between_kafka_and_cassandra_the_engine_loses_nothing_and_counts_
     let queries = tmp.path().join("queries");
     std::fs::create_dir_all(&queries).unwrap();
     // Small micro-batches, so that kills land in the middle of the topic.
-    let settings = "SET 'source.max-rows-per-partition' = '100';\n";
+    let settings = "SET 'source.max-rows-per-batch' = '100';\n";
     std::fs::write(queries.join("candles.sql"), format!("{settings}{sql}")).unwrap();
     let command = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));

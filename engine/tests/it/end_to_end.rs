@@ -183,7 +183,7 @@ async fn ticks_through_kafka_and_the_engine_give_the_oracles_candles_in_cassandr
     assert!(errors.is_empty(), "{errors:?}");
     let mut query = pipeline.queries.remove(0);
     query.options.trigger_interval = Duration::from_millis(200);
-    query.options.max_rows_per_partition = 500;
+    query.options.max_rows_per_batch = 500;
     let runner = QueryRunner::new(query, false).await.unwrap();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(runner.run(shutdown.clone()));

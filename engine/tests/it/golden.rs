@@ -85,7 +85,7 @@ impl Case {
 }
 
 fn one_row_batches() -> PipelineOptions {
-    PipelineOptions { max_rows_per_partition: 1, idle_timeout: None, ..PipelineOptions::default() }
+    PipelineOptions { max_rows_per_batch: 1, idle_timeout: None, ..PipelineOptions::default() }
 }
 
 const COUNT_PER_10S: &str = "
@@ -392,7 +392,7 @@ async fn csv_and_parquet_sources_and_a_parquet_sink() {
 async fn position_and_restore_resume_a_file_source_exactly() {
     let ticks: Vec<Tick> = (0..10).map(|i| tick("A", i as f64, i)).collect();
     let case = Case::new(&[ticks], "INSERT INTO out SELECT price FROM ticks;");
-    let options = PipelineOptions { max_rows_per_partition: 3, ..PipelineOptions::default() };
+    let options = PipelineOptions { max_rows_per_batch: 3, ..PipelineOptions::default() };
     let plan = case.plan(&options).await;
     let source = &plan.source;
     let engine::connector::ConnectorSpec::Filesystem(fs) = &source.connector else {

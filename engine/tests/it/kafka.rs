@@ -2,13 +2,14 @@
 //! tests never ask "caught up?": they read until they have what they produced, then keep polling
 //! for a quiet period to catch duplicates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
 use engine::catalog::TableDef;
+use engine::connector::dead_letter::open_dead_letter;
 use engine::connector::kafka::KafkaSource;
 use engine::connector::{ConnectorSpec, Malformed, SourceReader};
 use rdkafka::config::ClientConfig;
@@ -246,14 +247,16 @@ async fn malformed_messages_are_reported_and_dead_lettered_and_never_stall_a_par
     let (got, malformed) =
         read(&mut source, 50, good.len(), bad.len(), Duration::from_secs(2)).await;
     assert_eq!(sorted(got), sorted(good), "every good message exactly once");
-    let reported: Vec<&str> = malformed.iter().map(|m| m.location.as_str()).collect();
-    assert_eq!(reported.len(), bad.len(), "each bad message reported once: {reported:?}");
-    assert_eq!(
-        reported.iter().copied().collect::<BTreeSet<_>>(),
-        bad.keys().map(String::as_str).collect::<BTreeSet<_>>()
-    );
+    let reported: BTreeMap<String, Vec<u8>> = malformed
+        .iter()
+        .map(|m| (m.location().to_string(), m.record.raw.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(reported.len(), malformed.len(), "each bad message reported once: {malformed:?}");
+    assert_eq!(reported, bad, "every bad message reported with its bytes");
 
     // The dead-letter topic holds every bad message with where it came from.
+    let mut dead_letter = open_dead_letter(&table.name, "it", &table.connector).unwrap();
+    dead_letter.write(&malformed).await.unwrap();
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("it.dlq.check"))

@@ -87,7 +87,7 @@ fn check_case(
     // A backtest: the shipped files, with the Kafka source read from the partition files and
     // the Cassandra sinks written as JSON lines.
     let options = PipelineOptions {
-        max_rows_per_partition: max_rows,
+        max_rows_per_batch: max_rows,
         idle_timeout: None,
         redirect: backtest(tmp.path()),
         ..PipelineOptions::default()

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use engine::checkpoint::CheckpointStore;
 use engine::runtime::QueryRunner;
+use engine::telemetry::health::Readiness;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -102,7 +103,9 @@ async fn a_cql_outage_of_20_s_loses_nothing_counts_nothing_twice_and_commits_not
     let state = tempfile::tempdir().unwrap();
     let store = CheckpointStore::open(state.path(), "candles").unwrap();
     let runner = QueryRunner::new(query, false).await.unwrap();
-    let runner = runner.with_checkpoints(store).await.unwrap();
+    let readiness = Readiness::default();
+    readiness.set(true);
+    let runner = runner.with_checkpoints(store).await.unwrap().reporting_to(readiness.clone());
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(runner.run(shutdown.clone()));
     let group = format!("{}.engine", setup.topic);
@@ -131,6 +134,9 @@ async fn a_cql_outage_of_20_s_loses_nothing_counts_nothing_twice_and_commits_not
         "rows changed during the outage: the engine did not go through the proxy"
     );
     assert!(!running.is_finished(), "the query gave up during the outage");
+    let (ready, status) = readiness.status();
+    assert!(!ready, "ready during the outage: {status}");
+    assert!(status.contains("query candles: retrying (transient error)"), "{status}");
 
     // The server returns: the engine resumes by itself.
     proxy.set_up(true);
@@ -144,6 +150,8 @@ async fn a_cql_outage_of_20_s_loses_nothing_counts_nothing_twice_and_commits_not
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(got, setup.expected, "after the outage, Cassandra differs from the oracle");
+    let (ready, status) = readiness.status();
+    assert!(ready, "not ready after the outage: {status}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while committed(&setup.topic, &group).await.iter().sum::<i64>() < ticks.len() as i64 {
         assert!(tokio::time::Instant::now() < deadline, "the offsets never caught up");

@@ -18,3 +18,8 @@ output "kafka_access" {
   description = "How to reach Kafka from a workstation."
   value       = module.platform.kafka_access
 }
+
+output "kafdrop_access" {
+  description = "Kafdrop, the Kafka web UI (no login, so not exposed: the prod overlay admits nobody to it)."
+  value       = "kubectl -n ${module.platform.namespace} port-forward svc/kafdrop 9000:9000, then http://localhost:9000"
+}

@@ -13,6 +13,7 @@ module "cluster" {
 
   name              = var.cluster_name
   grafana_host_port = var.grafana_host_port
+  kafdrop_host_port = var.kafdrop_host_port
   images            = var.load_images ? [var.engine_image, var.ingest_image] : []
 }
 

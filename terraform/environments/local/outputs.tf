@@ -3,6 +3,11 @@ output "grafana_url" {
   value       = "http://localhost:${var.grafana_host_port}"
 }
 
+output "kafdrop_url" {
+  description = "Kafdrop, the web UI for the topics, consumer groups and messages."
+  value       = "http://localhost:${var.kafdrop_host_port}"
+}
+
 output "grafana_admin_password" {
   description = "Password of Grafana's admin user."
   value       = module.platform.grafana_admin_password

@@ -34,3 +34,9 @@ variable "grafana_host_port" {
   type        = number
   default     = 3000
 }
+
+variable "kafdrop_host_port" {
+  description = "Host port for Kafdrop, the Kafka web UI (http://localhost:<port>)."
+  type        = number
+  default     = 9000
+}

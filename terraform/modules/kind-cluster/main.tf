@@ -1,4 +1,4 @@
-# A single-node kind cluster with Grafana's NodePort mapped to the host, and the locally built
+# A single-node kind cluster with the NodePorts of Grafana and Kafdrop mapped to the host, and the locally built
 # images loaded into it (the dev overlay never pulls them).
 resource "kind_cluster" "this" {
   name           = var.name
@@ -15,6 +15,11 @@ resource "kind_cluster" "this" {
       extra_port_mappings {
         container_port = 30300
         host_port      = var.grafana_host_port
+      }
+
+      extra_port_mappings {
+        container_port = 30900
+        host_port      = var.kafdrop_host_port
       }
     }
   }

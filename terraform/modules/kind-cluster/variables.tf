@@ -16,6 +16,12 @@ variable "grafana_host_port" {
   default     = 3000
 }
 
+variable "kafdrop_host_port" {
+  description = "Port on the host that reaches Kafdrop's NodePort (30900 in the dev overlay)."
+  type        = number
+  default     = 9000
+}
+
 variable "images" {
   description = "Locally built images to load into the cluster's nodes (they must exist in the local Docker daemon)."
   type        = list(string)

@@ -112,6 +112,7 @@ mod tests {
             format,
             csv_header: true,
             csv_delimiter: b',',
+            dead_letter_path: None,
         }
     }
 

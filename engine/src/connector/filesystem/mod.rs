@@ -3,6 +3,7 @@
 //! As a source every file is a partition, read incrementally; files that appear later become new
 //! partitions. As a sink every micro-batch that produced rows becomes one new file.
 
+mod dead_letter;
 mod infer;
 mod sink;
 mod source;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
+pub use self::dead_letter::FileDeadLetter;
 pub use self::infer::infer_schema;
 pub use self::sink::FileSink;
 pub use self::source::FileSource;
@@ -20,7 +22,8 @@ use crate::error::{EngineError, Result};
 use crate::options::Options;
 
 /// The options the connector accepts.
-pub const OPTIONS: &[&str] = &["connector", "path", "format", "csv.header", "csv.delimiter"];
+pub const OPTIONS: &[&str] =
+    &["connector", "path", "format", "csv.header", "csv.delimiter", "dead-letter.path"];
 
 /// File format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub struct FilesystemOptions {
     pub csv_header: bool,
     /// CSV field delimiter.
     pub csv_delimiter: u8,
+    /// As a source: the file bad records are appended to (JSON lines), if any.
+    pub dead_letter_path: Option<PathBuf>,
 }
 
 impl FilesystemOptions {
@@ -76,7 +81,14 @@ impl FilesystemOptions {
                 );
             }
         };
-        Ok(Self { path: PathBuf::from(path.value), format, csv_header, csv_delimiter })
+        let dead_letter_path = options.pull_str("dead-letter.path").map(|o| PathBuf::from(o.value));
+        Ok(Self {
+            path: PathBuf::from(path.value),
+            format,
+            csv_header,
+            csv_delimiter,
+            dead_letter_path,
+        })
     }
 }
 

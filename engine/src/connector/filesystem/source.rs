@@ -3,7 +3,7 @@
 //! is kept.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::{FileFormat, FilesystemOptions, list_files};
 use crate::connector::flat_json::FlatJsonDecoder;
 use crate::connector::{
-    Malformed, MetadataKey, PartitionBatch, Polled, SourceColumn, SourceReader,
+    Malformed, MetadataKey, Origins, PartitionBatch, Polled, Record, RecordLocation, RowOrigins,
+    SourceColumn, SourceReader,
 };
 use crate::error::{EngineError, Result};
 
@@ -40,7 +41,67 @@ struct Partition {
 struct Line {
     number: u64,
     offset: u64,
+    /// Where the line's content starts in its file.
+    byte: u64,
     range: std::ops::Range<usize>,
+}
+
+/// Decoded rows of a file with each one's record offset, and where they came from.
+type Decoded = (RecordBatch, Vec<u64>, Origins);
+
+/// Where each row of a chunk of lines came from: the line's number and its bytes' place in the
+/// file (read again only for a row found bad, so no copy of the chunk is kept).
+#[derive(Debug)]
+struct LineOrigins {
+    path: Arc<PathBuf>,
+    /// Per row: line number, byte position, length.
+    lines: Vec<(u64, u64, u32)>,
+}
+
+impl LineOrigins {
+    fn new(path: &Path, lines: &[Line]) -> Self {
+        let lines = lines.iter().map(|l| (l.number, l.byte, l.range.len() as u32)).collect();
+        Self { path: Arc::new(path.to_path_buf()), lines }
+    }
+}
+
+impl RowOrigins for LineOrigins {
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    fn record(&self, row: usize) -> Option<Record> {
+        let (line, byte, len) = *self.lines.get(row)?;
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut file = File::open(self.path.as_ref())?;
+            file.seek(SeekFrom::Start(byte))?;
+            let mut raw = vec![0; len as usize];
+            file.read_exact(&mut raw)?;
+            Ok(raw)
+        };
+        let location = RecordLocation::Line { path: Arc::clone(&self.path), line };
+        Some(Record { location, raw: read().ok(), key: None })
+    }
+}
+
+/// Where each row of a Parquet read came from: its row number in the file.
+#[derive(Debug)]
+struct ParquetOrigins {
+    path: Arc<PathBuf>,
+    first: u64,
+    rows: usize,
+}
+
+impl RowOrigins for ParquetOrigins {
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn record(&self, row: usize) -> Option<Record> {
+        let location =
+            RecordLocation::Row { path: Arc::clone(&self.path), row: self.first + row as u64 };
+        Some(Record { location, raw: None, key: None })
+    }
 }
 
 /// Streams the files of a filesystem table.
@@ -127,9 +188,9 @@ impl FileSource {
                 self.read_lines(index, max_rows, &mut polled.malformed)?
             }
         };
-        if let Some((batch, offsets)) = decoded {
+        if let Some((batch, offsets, origins)) = decoded {
             let batch = self.with_metadata(index, batch, offsets)?;
-            polled.batches.push(PartitionBatch { partition: index, batch });
+            polled.batches.push(PartitionBatch { partition: index, batch, origins });
         }
         Ok(())
     }
@@ -139,7 +200,7 @@ impl FileSource {
         index: usize,
         max_rows: usize,
         malformed: &mut Vec<Malformed>,
-    ) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+    ) -> Result<Option<Decoded>> {
         let skip_header = self.options.format == FileFormat::Csv && self.options.csv_header;
         let bounded = self.bounded;
         let partition = &mut self.partitions[index];
@@ -175,6 +236,7 @@ impl FileSource {
                 reader.seek(SeekFrom::Current(-(read as i64))).map_err(io_error)?;
                 break;
             }
+            let line_start = partition.position;
             partition.position += read as u64;
             let number = partition.line;
             partition.line += 1;
@@ -190,14 +252,19 @@ impl FileSource {
             chunk.drain(start..start + lead);
             let end = start + len;
             chunk.push(b'\n');
-            lines.push(Line { number, offset: partition.records, range: start..end });
+            let byte = line_start + lead as u64;
+            lines.push(Line { number, offset: partition.records, byte, range: start..end });
             partition.records += 1;
         }
         let result = if lines.is_empty() {
             Ok(None)
         } else {
             match self.decode_in_parallel(&chunk, &lines, max_rows) {
-                Ok(batch) => Ok(Some((batch, lines.iter().map(|l| l.offset).collect()))),
+                Ok(batch) => {
+                    let offsets = lines.iter().map(|l| l.offset).collect();
+                    let origins = Origins::of(LineOrigins::new(&path, &lines));
+                    Ok(Some((batch, offsets, origins)))
+                }
                 Err(_) => self.decode_line_by_line(index, &chunk, &lines, malformed).map(Some),
             }
         };
@@ -269,31 +336,34 @@ impl FileSource {
         chunk: &[u8],
         lines: &[Line],
         malformed: &mut Vec<Malformed>,
-    ) -> Result<(RecordBatch, Vec<u64>)> {
+    ) -> Result<Decoded> {
         let mut batches = vec![];
-        let mut offsets = vec![];
+        let mut good = vec![];
         for line in lines {
             let mut bytes = chunk[line.range.clone()].to_vec();
             bytes.push(b'\n');
-            match self.decode(&bytes, 1) {
+            let error = match self.decode(&bytes, 1) {
                 Ok(batch) if batch.num_rows() == 1 => {
                     batches.push(batch);
-                    offsets.push(line.offset);
+                    good.push(Line { range: line.range.clone(), ..*line });
+                    continue;
                 }
-                Ok(_) => malformed.push(self.malformed(index, line, "not one record".into())),
-                Err(err) => malformed.push(self.malformed(index, line, err.to_string())),
-            }
+                Ok(_) => "not one record".to_string(),
+                Err(err) => err.to_string(),
+            };
+            bytes.pop();
+            let path = Arc::new(self.partitions[index].path.clone());
+            let location = RecordLocation::Line { path, line: line.number };
+            malformed.push(Malformed {
+                record: Record { location, raw: Some(bytes), key: None },
+                error,
+            });
         }
         let batch =
             concat_batches(&self.physical, &batches).map_err(|e| self.error(e.to_string()))?;
-        Ok((batch, offsets))
-    }
-
-    fn malformed(&self, index: usize, line: &Line, error: String) -> Malformed {
-        Malformed {
-            location: format!("{}:{}", self.partitions[index].path.display(), line.number),
-            error,
-        }
+        let offsets = good.iter().map(|l| l.offset).collect();
+        let origins = Origins::of(LineOrigins::new(&self.partitions[index].path, &good));
+        Ok((batch, offsets, origins))
     }
 
     fn decode(&self, bytes: &[u8], rows: usize) -> Result<RecordBatch, ArrowError> {
@@ -319,11 +389,7 @@ impl FileSource {
         }
     }
 
-    fn read_parquet(
-        &mut self,
-        index: usize,
-        max_rows: usize,
-    ) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+    fn read_parquet(&mut self, index: usize, max_rows: usize) -> Result<Option<Decoded>> {
         let partition = &self.partitions[index];
         if partition.finished {
             return Ok(None);
@@ -356,7 +422,9 @@ impl FileSource {
         if rows == 0 {
             return Ok(None);
         }
-        Ok(Some((batch, (start..start + rows).collect())))
+        let origins =
+            Origins::of(ParquetOrigins { path: Arc::new(path), first: start, rows: rows as usize });
+        Ok(Some((batch, (start..start + rows).collect(), origins)))
     }
 
     /// Picks the declared columns of a Parquet batch by name and casts them to the declared types.
@@ -504,9 +572,11 @@ impl SourceReader for FileSource {
     async fn poll(&mut self, max_rows: usize) -> Result<Polled> {
         self.discover()?;
         let mut polled = Polled::default();
+        let reading = self.partitions.iter().filter(|p| !p.finished).count();
+        let share = max_rows.div_ceil(reading.max(1)).max(1);
         for index in 0..self.partitions.len() {
             let was_finished = self.partitions[index].finished;
-            self.read_partition(index, max_rows, &mut polled)?;
+            self.read_partition(index, share, &mut polled)?;
             if !was_finished && self.partitions[index].finished {
                 polled.finished.push(index);
             }

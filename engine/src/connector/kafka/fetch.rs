@@ -48,8 +48,9 @@ pub struct FetchedPartition {
     pub earliest: Option<i64>,
     /// The good messages as one batch, and the bad ones.
     pub decoded: Result<(RecordBatch, Vec<BadRecord>), ArrowError>,
-    /// The messages, kept when some could not be decoded (for the dead letters).
-    pub chunk: Option<Chunk>,
+    /// The messages, kept for the dead letters (a row found bad after decoding is copied from
+    /// them).
+    pub chunk: Chunk,
 }
 
 /// What one poll took.
@@ -242,13 +243,12 @@ impl Taking<'_> {
             let Some(last) = chunk.records.last().map(|r| r.offset) else { continue };
             let earliest = chunk.records.iter().filter_map(|r| r.timestamp).min();
             let decoded = request.decoder.decode(partition, &chunk);
-            let keep = decoded.as_ref().is_ok_and(|(_, bad)| !bad.is_empty());
             fetched.partitions.push(FetchedPartition {
                 partition,
                 next: last + 1,
                 earliest,
                 decoded,
-                chunk: keep.then_some(chunk),
+                chunk,
             });
         }
         fetched

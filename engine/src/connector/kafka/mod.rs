@@ -24,11 +24,13 @@
 //! group and split the partitions between them ([`group`]); each partition then runs with state
 //! of its own, which the replica that takes it over restores.
 
+mod dead_letter;
 mod decode;
 mod fetch;
 pub mod group;
 mod source;
 
+pub use self::dead_letter::KafkaDeadLetter;
 pub use self::source::KafkaSource;
 use crate::error::Result;
 use crate::options::Options;

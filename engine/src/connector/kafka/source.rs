@@ -7,8 +7,8 @@
 //! (one per core), polled in parallel: librdkafka keeps one fetch request in flight per
 //! connection, so one consumer waits on round trips long before the cores are busy.
 //!
-//! A poll takes what librdkafka has fetched within a short timeout, at most `max_rows` per
-//! partition ([`fetch`](super::fetch)). The position is the next offset of every partition that
+//! A poll takes what librdkafka has fetched within a short timeout, at most its share of
+//! `max_rows` per partition ([`fetch`](super::fetch)). The position is the next offset of every partition that
 //! returned rows: restoring it seeks exactly there. The partitions are learnt
 //! when reading starts; partitions added to the topic later are read after a restart.
 //!
@@ -26,15 +26,16 @@ use datafusion::arrow::datatypes::SchemaRef;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::decode::{Chunk, JsonDecoder};
 use super::fetch::{Fetched, Request, Share};
 use super::group::GroupMember;
 use super::{KafkaOptions, StartupMode};
-use crate::connector::{Malformed, PartitionBatch, Polled, SourceColumn, SourceReader};
+use crate::connector::{
+    Malformed, Origins, PartitionBatch, Polled, Record, RecordLocation, RowOrigins, SourceColumn,
+    SourceReader,
+};
 use crate::error::{EngineError, Result};
 
 /// How often the high watermarks (for the consumer lag) are read from the broker.
@@ -42,7 +43,7 @@ const HIGH_WATERMARK_REFRESH: Duration = Duration::from_secs(5);
 /// Most consumers one source reads with.
 const MAX_FETCHERS: usize = 4;
 /// Timeout of metadata, offset and commit requests.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Streams the messages of a Kafka topic.
 pub struct KafkaSource {
@@ -58,7 +59,8 @@ pub struct KafkaSource {
     shares: Vec<Arc<Share>>,
     config: ClientConfig,
     decoder: Arc<JsonDecoder>,
-    dead_letter: Option<FutureProducer>,
+    /// The topic's name, shared by the origins of every row read.
+    topic: Arc<str>,
     /// The one partition read, when not all of them.
     only: Option<i32>,
     /// Commits go through this group member rather than through `consumer`.
@@ -139,20 +141,6 @@ impl KafkaSource {
             config.set("enable.partition.eof", "true");
         }
         let consumer: BaseConsumer = config.create().map_err(error)?;
-        let dead_letter = match &options.dead_letter_topic {
-            None => None,
-            Some(_) => {
-                let mut producer = ClientConfig::new();
-                producer
-                    .set("bootstrap.servers", &options.bootstrap_servers)
-                    .set("enable.idempotence", "true");
-                for (key, value) in options.properties.iter().filter(|(k, _)| is_client_property(k))
-                {
-                    producer.set(key, value);
-                }
-                Some(producer.create().map_err(error)?)
-            }
-        };
         Ok(Self {
             table: table.to_string(),
             group: group.to_string(),
@@ -162,7 +150,7 @@ impl KafkaSource {
             shares: vec![],
             config,
             decoder: Arc::new(JsonDecoder::new(raw, columns)),
-            dead_letter,
+            topic: Arc::from(options.topic.as_str()),
             only: None,
             member: None,
             read: vec![],
@@ -375,36 +363,56 @@ impl KafkaSource {
         }
         finished
     }
-
-    /// Copies a malformed message to the dead-letter topic, waiting for the broker's
-    /// acknowledgement. A failure is logged, never returned: the message was already consumed.
-    async fn dead_letter(&self, partition: i32, chunk: &Chunk, index: usize, error: &str) {
-        let (Some(producer), Some(topic)) = (&self.dead_letter, &self.options.dead_letter_topic)
-        else {
-            return;
-        };
-        let record = &chunk.records[index];
-        let (partition_text, offset_text) = (partition.to_string(), record.offset.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "source.topic", value: Some(self.options.topic.as_str()) })
-            .insert(Header { key: "source.partition", value: Some(partition_text.as_str()) })
-            .insert(Header { key: "source.offset", value: Some(offset_text.as_str()) })
-            .insert(Header { key: "error", value: Some(error) });
-        let mut message = FutureRecord::to(topic).payload(chunk.value(index)).headers(headers);
-        if let Some(key) = &record.key {
-            message = message.key(key.as_str());
-        }
-        if let Err((err, _)) = producer.send(message, REQUEST_TIMEOUT).await {
-            tracing::error!(table = %self.table, topic = %topic, source = %format!("{}/{partition}/{}", self.options.topic, record.offset), error = %err, "cannot write a malformed message to the dead-letter topic");
-        }
-    }
 }
 
 /// Properties a producer understands too (connection and security), for the dead-letter producer.
-fn is_client_property(key: &str) -> bool {
+pub(super) fn is_client_property(key: &str) -> bool {
     ["security.", "ssl.", "sasl.", "client.id", "socket.", "broker.", "metadata."]
         .iter()
         .any(|prefix| key.starts_with(prefix))
+}
+
+/// Where each row of a partition's batch came from: the messages it was decoded from.
+#[derive(Debug)]
+struct MessageOrigins {
+    topic: Arc<str>,
+    partition: i32,
+    chunk: Chunk,
+    /// The messages the rows were decoded from, when some messages were not (else all).
+    good: Option<Vec<usize>>,
+}
+
+impl MessageOrigins {
+    /// Message `index` of the chunk.
+    fn message(&self, index: usize) -> Record {
+        let meta = &self.chunk.records[index];
+        let location = RecordLocation::Message {
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            offset: meta.offset,
+        };
+        Record { location, raw: Some(self.chunk.value(index).to_vec()), key: meta.key.clone() }
+    }
+}
+
+impl RowOrigins for MessageOrigins {
+    fn len(&self) -> usize {
+        self.good.as_ref().map_or(self.chunk.len(), Vec::len)
+    }
+
+    fn record(&self, row: usize) -> Option<Record> {
+        let index = match &self.good {
+            Some(good) => *good.get(row)?,
+            None => row,
+        };
+        (index < self.chunk.len()).then(|| self.message(index))
+    }
+}
+
+/// The indexes of a chunk of `len` messages not among `bad` (in index order).
+fn good_records(len: usize, bad: &[super::decode::BadRecord]) -> Vec<usize> {
+    let bad: BTreeSet<usize> = bad.iter().map(|b| b.index).collect();
+    (0..len).filter(|i| !bad.contains(i)).collect()
 }
 
 /// Which of `shares` consumers fetches `partition`, one of `read`.
@@ -415,12 +423,12 @@ fn share_of(read: &[i32], partition: i32, shares: usize) -> usize {
 #[async_trait]
 impl SourceReader for KafkaSource {
     async fn poll(&mut self, max_rows: usize) -> Result<Polled> {
-        let max_rows = max_rows.max(1);
         if !self.assigned {
             self.assign().await?;
         }
+        let reading = self.read.iter().filter(|p| !self.finished.contains(p)).count();
         let request = Arc::new(Request {
-            max_rows,
+            max_rows: max_rows.div_ceil(reading.max(1)).max(1),
             keys: self.decoder.wants_keys(),
             ends: self.ends.clone(),
             decoder: Arc::clone(&self.decoder),
@@ -453,20 +461,23 @@ impl SourceReader for KafkaSource {
             let (batch, bad) = part
                 .decoded
                 .map_err(|e| self.error(format!("decoding partition {partition}: {e}")))?;
-            if let Some(chunk) = &part.chunk {
-                for bad in bad {
-                    let offset = chunk.records[bad.index].offset;
-                    let location = format!("{}/{partition}/{offset}", self.options.topic);
-                    self.dead_letter(partition, chunk, bad.index, &bad.error).await;
-                    polled.malformed.push(Malformed { location, error: bad.error });
-                }
+            let origins = MessageOrigins {
+                topic: Arc::clone(&self.topic),
+                partition,
+                good: (!bad.is_empty()).then(|| good_records(part.chunk.len(), &bad)),
+                chunk: part.chunk,
+            };
+            for bad in bad {
+                let record = origins.message(bad.index);
+                polled.malformed.push(Malformed { record, error: bad.error });
             }
             self.next.insert(partition, part.next);
             if batch.num_rows() > 0 {
                 let index = self.engine_partition(partition).ok_or_else(|| {
                     self.error(format!("message of unread partition {partition}"))
                 })?;
-                polled.batches.push(PartitionBatch { partition: index, batch });
+                let origins = Origins::of(origins);
+                polled.batches.push(PartitionBatch { partition: index, batch, origins });
             }
         }
         self.refresh_high_watermarks().await;
