@@ -66,7 +66,7 @@ fn check_case(seed: u64, count: usize, partitions: usize, max_rows: usize, on_cl
             ("OUT".to_string(), tmp.path().join("out").display().to_string()),
         ]);
         let options = PipelineOptions {
-            max_rows_per_partition: max_rows,
+            max_rows_per_batch: max_rows,
             idle_timeout: None,
             ..PipelineOptions::default()
         };
