@@ -12,6 +12,11 @@ use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
 
+mod discover;
+
+pub use self::discover::{SchemaSource, ServerUse, discover};
+pub use crate::connector::SinkCapabilities;
+pub use crate::connector::cassandra::CassandraTable as StoreTable;
 use crate::connector::{ConnectorSpec, SourceColumn};
 use crate::error::{EngineError, Location, Result};
 use crate::options::Options;
@@ -66,6 +71,33 @@ pub struct TableDef {
     pub idle_timeout: Option<Duration>,
     /// `PRIMARY KEY (...)`, if declared.
     pub primary_key: Vec<String>,
+    /// Why the columns of a table kept in a store (Cassandra) are unknown, when it was checked
+    /// without the store or its CQL files: queries writing it are planned without checking them.
+    pub undescribed: Option<String>,
+}
+
+/// How a sink's columns are known, for mapping a query's output onto them.
+#[derive(Debug)]
+pub enum SinkColumns<'a> {
+    /// Declared in `CREATE TABLE`: matched by position or by the `INSERT` column list.
+    Declared,
+    /// Not declared: the sink takes the query's columns.
+    FromQuery,
+    /// Described by the store the table lives in: matched by name.
+    Store {
+        /// The table in the store (`keyspace.table`), for messages.
+        name: String,
+        /// Its columns.
+        table: &'a StoreTable,
+    },
+    /// Kept in a store whose columns are unknown (checked offline): matched by name,
+    /// unchecked.
+    Unknown {
+        /// Why they are unknown and how to check them.
+        why: &'a str,
+    },
+    /// Kept in a store that could not be described: nothing can be written.
+    Missing,
 }
 
 impl TableDef {
@@ -245,6 +277,7 @@ impl TableDef {
             watermark,
             idle_timeout,
             primary_key: create.primary_key.clone(),
+            undescribed: None,
         })
     }
 
@@ -265,6 +298,7 @@ impl TableDef {
             watermark: None,
             idle_timeout: None,
             primary_key: vec![],
+            undescribed: None,
         }
     }
 
@@ -289,6 +323,45 @@ impl TableDef {
             primary_key,
             ..self.clone()
         }
+    }
+
+    /// The connector's name, for messages.
+    pub fn connector_name(&self) -> &'static str {
+        self.connector.name()
+    }
+
+    /// Whether the table can be read as a stream.
+    pub fn is_source(&self) -> bool {
+        self.connector.is_source()
+    }
+
+    /// What the table accepts as a sink; `None` when it can only be read.
+    pub fn sink_capabilities(&self) -> Option<SinkCapabilities> {
+        self.connector.sink_capabilities()
+    }
+
+    /// Whether the source's partitions are split between replicas, one task per partition.
+    pub fn splits_partitions(&self) -> bool {
+        self.connector.splits_partitions()
+    }
+
+    /// How the sink's columns are known.
+    pub fn sink_columns(&self) -> SinkColumns<'_> {
+        if let Some((name, table)) = self.connector.store_table() {
+            return SinkColumns::Store { name, table };
+        }
+        if self.connector.columns_in_store() {
+            return match &self.undescribed {
+                Some(why) => SinkColumns::Unknown { why },
+                None => SinkColumns::Missing,
+            };
+        }
+        if self.declared { SinkColumns::Declared } else { SinkColumns::FromQuery }
+    }
+
+    /// Identifies the connector and its options, for a query's fingerprint.
+    pub fn connector_fingerprint(&self) -> String {
+        format!("{:?}", self.connector)
     }
 
     /// Whether the table declares computed columns, metadata columns or a watermark, which only

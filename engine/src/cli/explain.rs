@@ -1,18 +1,22 @@
 //! `engine explain FILE`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{load_and_plan, print_errors, process_env};
+use super::{print_errors, process_env};
+use crate::catalog::SchemaSource;
 use crate::planner::{PipelineOptions, explain as describe};
+use crate::runtime::load::load_and_plan;
 
-/// Prints how each query of `file` runs.
-pub async fn explain(file: &Path) -> anyhow::Result<ExitCode> {
+/// Prints how each query of `file` runs (Cassandra sinks as `engine check` takes them).
+pub async fn explain(file: &Path, schema: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if !file.is_file() {
         anyhow::bail!("{} is not a file; explain takes one .sql file", file.display());
     }
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let (pipeline, errors) = load_and_plan(dir, &process_env, &PipelineOptions::default()).await;
+    let source = SchemaSource::offline(schema);
+    let (pipeline, errors) =
+        load_and_plan(dir, &process_env, &PipelineOptions::default(), &source).await;
     let ours: Vec<_> = errors
         .into_iter()
         .filter(|e| e.to_string().starts_with(&file.display().to_string()))

@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::EngineError;
-use crate::planner::{Pipeline, PipelineOptions, Redirect, plan_pipeline};
-use crate::sql::{VarLookup, load_dir, process_env};
+use crate::planner::Redirect;
+use crate::sql::process_env;
 
 /// Streaming SQL over market data: windowed queries in `.sql` files, run continuously.
 #[derive(Debug, Parser)]
@@ -50,11 +50,18 @@ pub enum Command {
     Check {
         /// Directory of .sql files (or one file).
         dir: PathBuf,
+        /// Check Cassandra sinks against the tables these `.cql` files create (the files the
+        /// deployment applies), without a server. Without it, the server is asked if it answers.
+        #[arg(long, value_name = "DIR")]
+        schema: Option<PathBuf>,
     },
     /// Show how the queries of a file run (other files of its directory supply declarations).
     Explain {
         /// The .sql file.
         file: PathBuf,
+        /// Take Cassandra sinks' columns from these `.cql` files, without a server.
+        #[arg(long, value_name = "DIR")]
+        schema: Option<PathBuf>,
     },
     /// A SQL prompt over the tables and views of the query files (-e or piped input: run and exit).
     Repl(repl::ReplArgs),
@@ -84,9 +91,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Apply the `.cql` files of this directory (name order, idempotent statements) to
-    /// Cassandra before starting the queries.
+    /// Cassandra before starting the queries; the live tables must then match them.
     #[arg(long, value_name = "DIR")]
     pub apply_schema: Option<PathBuf>,
+    /// Refuse to start when a Cassandra table the queries write differs from the one these
+    /// `.cql` files create (default: the --apply-schema directory).
+    #[arg(long, value_name = "DIR")]
+    pub schema: Option<PathBuf>,
     /// Tables redirected to files (backtests).
     #[command(flatten)]
     pub redirect: RedirectArgs,
@@ -134,8 +145,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Check { dir } => Ok(check::check(&dir).await),
-            Command::Explain { file } => explain::explain(&file).await,
+            Command::Check { dir, schema } => Ok(check::check(&dir, schema).await),
+            Command::Explain { file, schema } => explain::explain(&file, schema).await,
             Command::Repl(args) => repl::repl(args).await,
             #[cfg(feature = "demo")]
             Command::Demo(args) => demo::demo(args).await,
@@ -155,9 +166,9 @@ impl Command {
             // dependencies (the CQL driver's connection chatter) only when something is wrong.
             // The driver warns on every connection to a server with partial system tables (the
             // demo's CQL store); a server that is really unusable fails the statement itself.
-            Self::Repl(_) | Self::Check { .. } | Self::Explain { .. } => {
-                "warn,engine=info,scylla::cluster::metadata=error"
-            }
+            Self::Repl(_) => "warn,engine=info,scylla::cluster::metadata=error",
+            // A server that does not answer is reported once, in `check`'s own note.
+            Self::Check { .. } | Self::Explain { .. } => "warn,engine=info,scylla=off",
             Self::Run(_) => "info",
         }
     }
@@ -177,19 +188,6 @@ fn init_tracing(format: LogFormat, default_filter: &str) {
 /// sent to a file or a pipe stay free of escape sequences.
 fn colour_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Loads and plans a directory (`${VAR}` from `vars`), returning the pipeline and every error
-/// found.
-pub async fn load_and_plan(
-    dir: &std::path::Path,
-    vars: VarLookup<'_>,
-    options: &PipelineOptions,
-) -> (Pipeline, Vec<EngineError>) {
-    let (files, mut errors) = load_dir(dir, vars);
-    let (pipeline, mut plan_errors) = plan_pipeline(&files, options).await;
-    errors.append(&mut plan_errors);
-    (pipeline, errors)
 }
 
 fn print_errors(errors: &[EngineError]) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunArgs, print_errors, process_env};
+use crate::catalog::SchemaSource;
 use crate::connector::cassandra::schema::apply_schema;
 use crate::planner::PipelineOptions;
 use crate::runtime::supervisor::{Supervisor, SupervisorConfig, log_stopped};
@@ -37,6 +38,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         trigger_interval: args.trigger_interval,
         once: args.once,
         state_dir: args.state_dir.clone(),
+        schema: SchemaSource::live(args.schema.clone().or_else(|| args.apply_schema.clone())),
         readiness: readiness.clone(),
     });
     let errors = supervisor.reconcile(&process_env).await?;

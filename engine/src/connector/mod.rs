@@ -156,14 +156,51 @@ impl ConnectorSpec {
         }
     }
 
-    /// Whether the sink can store deletions (merged session windows).
-    pub fn accepts_deletes(&self) -> bool {
+    /// What the connector accepts as a sink; `None` when it can only be read.
+    pub fn sink_capabilities(&self) -> Option<SinkCapabilities> {
+        let all = SinkCapabilities { deletes: true, partition_tasks: true };
         match self {
-            Self::Filesystem(options) => options.format != filesystem::FileFormat::Parquet,
-            Self::Stdout | Self::Blackhole | Self::Cassandra(_) | Self::Memory(_) => true,
-            Self::Kafka(_) => false,
+            Self::Filesystem(options) => Some(SinkCapabilities {
+                deletes: options.format != filesystem::FileFormat::Parquet,
+                partition_tasks: false,
+            }),
+            Self::Stdout | Self::Blackhole | Self::Cassandra(_) | Self::Memory(_) => Some(all),
+            Self::Kafka(_) => None,
         }
     }
+
+    /// Whether the source's partitions are split between replicas (and read by one task each)
+    /// rather than all read here.
+    pub fn splits_partitions(&self) -> bool {
+        matches!(self, Self::Kafka(k) if k.assignment == kafka::Assignment::Group)
+    }
+
+    /// The columns of the table as the store it lives in describes them (a Cassandra table,
+    /// once described), written by name.
+    pub fn store_table(&self) -> Option<(String, &cassandra::CassandraTable)> {
+        match self {
+            Self::Cassandra(options) => {
+                options.columns.as_deref().map(|table| (options.qualified_name(), table))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the table's columns live in the store rather than in the query files, so that
+    /// they are described before planning.
+    pub fn columns_in_store(&self) -> bool {
+        matches!(self, Self::Cassandra(_))
+    }
+}
+
+/// What a sink accepts, for the planner's checks. Every sink accepts writes from several
+/// queries (file sinks name their files per query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkCapabilities {
+    /// Deletions (session windows merged in upsert mode are retracted).
+    pub deletes: bool,
+    /// Writes from the partition tasks of one query, on several replicas at once.
+    pub partition_tasks: bool,
 }
 
 /// A column the source produces: read from the data or filled from metadata.
@@ -427,15 +464,17 @@ pub trait SinkWriter: Send {
     async fn commit(&mut self, epoch: u64) -> Result<()>;
 }
 
-/// Opens a sink writer for `spec` writing rows of `schema`.
+/// Opens a sink writer for `spec` writing rows of `schema` for query `writer` (several queries
+/// may write one table).
 pub fn open_sink(
     table: &str,
+    writer: &str,
     spec: &ConnectorSpec,
     schema: SchemaRef,
 ) -> Result<Box<dyn SinkWriter>> {
     Ok(match spec {
         ConnectorSpec::Filesystem(options) => {
-            Box::new(filesystem::FileSink::new(table, options, schema)?)
+            Box::new(filesystem::FileSink::new(table, writer, options, schema)?)
         }
         ConnectorSpec::Stdout => Box::<stdout::StdoutSink>::default(),
         ConnectorSpec::Blackhole => Box::new(blackhole::BlackholeSink),

@@ -27,6 +27,7 @@ use self::broker::EmbeddedBroker;
 use self::feed::Feed;
 use self::store::EmbeddedStore;
 use self::view::{CandleReader, Screen, render};
+use crate::catalog::SchemaSource;
 use crate::connector::cassandra::schema::apply_schema;
 use crate::error::{EngineError, Result};
 use crate::planner::PipelineOptions;
@@ -125,6 +126,7 @@ impl Demo {
             trigger_interval: None,
             once: false,
             state_dir: Some(workdir.path().join("state")),
+            schema: SchemaSource::live(Some(schema.clone())),
             readiness: Default::default(),
         });
         let errors = supervisor.reconcile(&|name| vars.get(name).cloned()).await?;

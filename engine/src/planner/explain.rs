@@ -9,7 +9,7 @@ use crate::time::window::WindowSpec;
 pub fn explain(query: &QueryPlan) -> String {
     let mut lines = vec![
         format!("query {} ({})", query.name, query.location),
-        format!("  source: {} ({})", query.source.name, query.source.connector.name()),
+        format!("  source: {} ({})", query.source.name, query.source.connector_name()),
     ];
     if let Some(w) = &query.source.watermark {
         lines.push(format!(
@@ -48,7 +48,7 @@ pub fn explain(query: &QueryPlan) -> String {
             lines.push(format!("  post-aggregate stage:\n{}", physical(&stages.post)));
         }
     }
-    lines.push(format!("  sink: {} ({})", query.sink.name, query.sink.connector.name()));
+    lines.push(format!("  sink: {} ({})", query.sink.name, query.sink.connector_name()));
     lines.push(format!("  logical plan:\n{}", indent(&query.logical.display_indent().to_string())));
     lines.join("\n")
 }

@@ -6,10 +6,14 @@
 //! source ─▶ plan ─▶ sink                                              (stateless queries)
 //! ```
 
+mod aggregate;
+mod coercion;
 mod context;
 mod explain;
 mod options;
+mod query;
 mod redirect;
+mod refuse;
 mod sink;
 mod split;
 mod window;
@@ -28,8 +32,6 @@ pub use self::options::{PipelineOptions, SET_KEYS, apply_set};
 pub use self::redirect::Redirect;
 pub use self::sink::SinkMapping;
 use crate::catalog::TableDef;
-use crate::connector::ConnectorSpec;
-use crate::connector::cassandra::CassandraOptions;
 use crate::error::{EngineError, Location, Result};
 use crate::slot::BatchSlot;
 use crate::sql::{CreateView, Emit, InsertInto, Located, QueryFile, Statement};
@@ -97,7 +99,7 @@ pub struct WindowedStages {
     /// From windowed events to the aggregate's input (WHERE, projections).
     pub pre: Arc<dyn ExecutionPlan>,
     /// Builds the incremental aggregate.
-    pub aggregate: split::AggregateTemplate,
+    pub aggregate: aggregate::AggregateTemplate,
     /// Where aggregate output goes.
     pub aggregate_slot: Arc<BatchSlot>,
     /// From aggregate output to the query's output (HAVING, SELECT list).
@@ -111,7 +113,8 @@ impl QueryPlan {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.logical.display_indent().to_string().hash(&mut hasher);
-        format!("{:?}{:?}", self.source.connector, self.sink.connector).hash(&mut hasher);
+        self.source.connector_fingerprint().hash(&mut hasher);
+        self.sink.connector_fingerprint().hash(&mut hasher);
         self.emit.hash(&mut hasher);
         // The windowed relation is a scan in the logical plan: its sizes and offset are not.
         if let Stages::Windowed(stages) = &self.stages {
@@ -147,18 +150,20 @@ pub struct Pipeline {
     pub queries: Vec<QueryPlan>,
 }
 
-struct Declarations {
-    tables: Vec<Arc<TableDef>>,
+/// What the query files declare, not yet planned. The columns of tables kept in a store
+/// (Cassandra) are filled in between [`declare`] and [`plan_declared`] by
+/// [`crate::catalog::discover`], so that planning itself never touches the network.
+#[derive(Debug, Default)]
+pub struct Declarations {
+    /// Declared tables.
+    pub tables: Vec<Arc<TableDef>>,
     views: Vec<Located<CreateView>>,
     inserts: Vec<(String, Located<InsertInto>, PipelineOptions)>,
 }
 
-/// Plans every statement of `files` (already in load order). Returns what planned and an
-/// error for everything that did not: a broken query does not stop the others.
-pub async fn plan_pipeline(
-    files: &[QueryFile],
-    base: &PipelineOptions,
-) -> (Pipeline, Vec<EngineError>) {
+/// Resolves every declaration of `files` (already in load order). Returns what resolved and
+/// an error for everything that did not: a broken statement does not stop the others.
+pub fn declare(files: &[QueryFile], base: &PipelineOptions) -> (Declarations, Vec<EngineError>) {
     let mut errors = vec![];
     let undeclared = base.redirect.undeclared_sources(files);
     if !undeclared.is_empty() {
@@ -167,8 +172,14 @@ pub async fn plan_pipeline(
             undeclared.join(", ")
         )));
     }
-    let mut declarations = declare(files, base, &mut errors);
-    describe_external_tables(&mut declarations.tables, &mut errors).await;
+    let declarations = declare_all(files, base, &mut errors);
+    (declarations, errors)
+}
+
+/// Plans every `INSERT INTO` of `declarations`. Returns what planned and an error for
+/// everything that did not.
+pub async fn plan_declared(declarations: Declarations) -> (Pipeline, Vec<EngineError>) {
+    let mut errors = vec![];
     let mut queries = vec![];
     for (name, insert, options) in &declarations.inserts {
         match split::plan_insert(name, insert, options, &declarations.tables, &declarations.views)
@@ -210,36 +221,7 @@ pub fn is_windowed(query: &ast::Query) -> bool {
         .map_or(true, |calls| !calls.is_empty())
 }
 
-/// Fills in the columns of tables whose columns live on a server (Cassandra tables), so that
-/// queries writing them are checked against the real table. A table that cannot be described
-/// stays without columns; queries writing it are refused.
-async fn describe_external_tables(tables: &mut [Arc<TableDef>], errors: &mut Vec<EngineError>) {
-    for table in tables.iter_mut() {
-        let ConnectorSpec::Cassandra(options) = &table.connector else { continue };
-        if table.declared {
-            errors.push(EngineError::sql(table.location.clone(), format!("table '{}': the columns of a cassandra table come from Cassandra itself; remove the column list", table.name)));
-            continue;
-        }
-        match options.describe().await {
-            Ok(described) => {
-                let (schema, key) = (described.schema(), described.primary_key());
-                let options =
-                    CassandraOptions { columns: Some(Arc::new(described)), ..options.clone() };
-                *table = Arc::new(table.with_external_columns(
-                    schema,
-                    key,
-                    ConnectorSpec::Cassandra(options),
-                ));
-            }
-            Err(message) => errors.push(EngineError::sql(
-                table.location.clone(),
-                format!("table '{}': {message}", table.name),
-            )),
-        }
-    }
-}
-
-fn declare(
+fn declare_all(
     files: &[QueryFile],
     base: &PipelineOptions,
     errors: &mut Vec<EngineError>,

@@ -1,5 +1,5 @@
 //! How a query's output columns become a sink's columns: by position or the INSERT column list
-//! for declared tables, by name for Cassandra tables.
+//! for declared tables, by name for tables kept in a store (Cassandra).
 
 use std::sync::Arc;
 
@@ -9,9 +9,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::error::DataFusionError;
 
-use crate::catalog::TableDef;
-use crate::connector::ConnectorSpec;
-use crate::connector::cassandra::CassandraOptions;
+use crate::catalog::{SinkColumns, StoreTable, TableDef};
 use crate::error::{EngineError, Location, Result};
 use crate::sql::InsertInto;
 
@@ -60,24 +58,37 @@ pub(super) fn map_to_sink(
             sink.name
         );
     }
-    if !sink.connector.is_sink() {
+    if sink.sink_capabilities().is_none() {
         return crate::sql_err!(
             at,
             "table '{}' uses the {} connector, which can only be read",
             sink.name,
-            sink.connector.name()
+            sink.connector_name()
         );
     }
-    if let ConnectorSpec::Cassandra(cassandra) = &sink.connector {
-        return map_by_name(output, sink, cassandra, insert, at);
-    }
-    if !sink.declared {
-        let fields: Vec<Field> =
-            output.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        return Ok(SinkMapping {
-            schema: Arc::new(Schema::new(fields)),
-            sources: (0..output.fields().len()).collect(),
-        });
+    match sink.sink_columns() {
+        SinkColumns::Declared => {}
+        SinkColumns::FromQuery => {
+            let fields: Vec<Field> =
+                output.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+            return Ok(SinkMapping {
+                schema: Arc::new(Schema::new(fields)),
+                sources: (0..output.fields().len()).collect(),
+            });
+        }
+        SinkColumns::Store { name, table } => {
+            return map_by_name(output, sink, Some((&name, table)), insert, at);
+        }
+        SinkColumns::Unknown { .. } => return map_by_name(output, sink, None, insert, at),
+        SinkColumns::Missing => {
+            return crate::sql_err!(
+                at,
+                "the columns of table '{}' could not be read from {} (see the error at {})",
+                sink.name,
+                sink.connector_name(),
+                sink.location
+            );
+        }
     }
     let target = &sink.schema;
     let sources: Vec<usize> = if insert.columns.is_empty() {
@@ -141,23 +152,17 @@ pub(super) fn map_to_sink(
     Ok(SinkMapping { schema: Arc::clone(target), sources })
 }
 
-/// Maps query output to a Cassandra table's columns by name (or by the INSERT column list):
-/// every primary key column must be written and every written column must take the value's type.
+/// Maps query output to the columns of a table kept in a store by name (or by the INSERT column
+/// list): every primary key column must be written and every written column must take the
+/// value's type. With the store's columns unknown (`store` is `None`: checked offline), the
+/// query's columns are taken as they are.
 fn map_by_name(
     output: &SchemaRef,
     sink: &TableDef,
-    cassandra: &CassandraOptions,
+    store: Option<(&str, &StoreTable)>,
     insert: &InsertInto,
     at: &Location,
 ) -> Result<SinkMapping> {
-    let Some(table) = &cassandra.columns else {
-        return crate::sql_err!(
-            at,
-            "the columns of table '{}' could not be read from Cassandra (see the error at {})",
-            sink.name,
-            sink.location
-        );
-    };
     let names: Vec<&str> = if insert.columns.is_empty() {
         output.fields().iter().map(|f| f.name().as_str()).collect()
     } else if insert.columns.len() != output.fields().len() {
@@ -173,36 +178,44 @@ fn map_by_name(
     let mut fields = vec![];
     let mut sources = vec![];
     for (source, name) in names.iter().enumerate() {
-        if table.column(name).is_none() {
-            return crate::sql_err!(
-                at,
-                "query column {} '{name}' is not a column of Cassandra table {} ({}); alias it to one",
-                source + 1,
-                cassandra.qualified_name(),
-                field_names(&table.schema())
-            );
-        }
         if names[..source].contains(name) {
             return crate::sql_err!(at, "column '{name}' is written twice");
         }
+        let from = output.field(source).data_type();
+        let Some((qualified, table)) = store else {
+            fields.push(Field::new(*name, from.clone(), true));
+            sources.push(source);
+            continue;
+        };
+        if table.column(name).is_none() {
+            return crate::sql_err!(
+                at,
+                "query column {} '{name}' is not a column of {} table {qualified} ({}); alias it to one",
+                source + 1,
+                sink.connector_name(),
+                field_names(&table.schema())
+            );
+        }
         let data_type = table
-            .writable(name, output.field(source).data_type())
+            .writable(name, from)
             .map_err(|m| EngineError::sql(at.clone(), format!("table '{}': {m}", sink.name)))?;
         let key = table.column(name).is_some_and(|c| c.is_key());
         fields.push(Field::new(*name, data_type, !key));
         sources.push(source);
     }
-    let missing: Vec<String> =
-        table.primary_key().into_iter().filter(|k| !names.contains(&k.as_str())).collect();
-    if !missing.is_empty() {
-        return crate::sql_err!(
-            at,
-            "the query does not write primary key column{} {} of Cassandra table {} (primary key: {})",
-            if missing.len() > 1 { "s" } else { "" },
-            missing.join(", "),
-            cassandra.qualified_name(),
-            table.primary_key().join(", ")
-        );
+    if let Some((qualified, table)) = store {
+        let missing: Vec<String> =
+            table.primary_key().into_iter().filter(|k| !names.contains(&k.as_str())).collect();
+        if !missing.is_empty() {
+            return crate::sql_err!(
+                at,
+                "the query does not write primary key column{} {} of {} table {qualified} (primary key: {})",
+                if missing.len() > 1 { "s" } else { "" },
+                missing.join(", "),
+                sink.connector_name(),
+                table.primary_key().join(", ")
+            );
+        }
     }
     Ok(SinkMapping { schema: Arc::new(Schema::new(fields)), sources })
 }

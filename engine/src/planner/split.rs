@@ -2,200 +2,24 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::TableProvider;
-use datafusion::catalog::default_table_source::provider_as_source;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::datasource::ViewTable;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionState;
-use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, TableScanBuilder};
-use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast;
+use datafusion::logical_expr::LogicalPlan;
 
-use super::context::new_session;
+use super::aggregate::{aggregate_template, replace_aggregate};
+use super::query::{QueryContext, df_error, window_name};
+use super::refuse::{
+    Clause, clause_location, filters_on_window_bounds, has_aggregate, is_row_by_row,
+    refuse_unstreamable, scanned_tables,
+};
 use super::sink::map_to_sink;
-use super::window::{WindowCall, rewrite_windows, window_bound};
+use super::window::WindowCall;
 use super::{PipelineOptions, QueryPlan, Recipe, Stages, WindowedStages};
-use crate::catalog::{TableDef, df_message, df_position};
-use crate::connector::ConnectorSpec;
-use crate::connector::kafka::Assignment;
+use crate::catalog::TableDef;
 use crate::error::{EngineError, Location, Result};
-use crate::slot::{BatchSlot, SlotTable};
+use crate::slot::BatchSlot;
 use crate::sql::{CreateView, Emit, InsertInto, Located};
-use crate::state::aggregates::{AggregateCall, AggregateSet};
-use crate::state::keys::KeyInterner;
-use crate::state::output::{GroupColumn, OutputBuilder};
-use crate::state::session::SessionWindows;
-use crate::state::sliced::SlicedWindows;
-use crate::state::{WindowAggregate, WindowStore};
-use crate::time::window::{WindowAssigner, WindowSpec, windowed_schema};
-
-/// Everything needed to build a fresh [`WindowAggregate`].
-#[derive(Debug, Clone)]
-pub struct AggregateTemplate {
-    key_exprs: Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
-    key_types: Vec<DataType>,
-    start_expr: Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-    calls: Vec<AggregateCall>,
-    spec: WindowSpec,
-    output: OutputBuilder,
-}
-
-impl AggregateTemplate {
-    /// An empty aggregate.
-    pub fn instantiate(&self) -> Result<WindowAggregate> {
-        let store = match self.spec {
-            WindowSpec::Tumble { size, .. } => WindowStore::Sliced(SlicedWindows::new(size, size)),
-            WindowSpec::Hop { slide, size, .. } => {
-                WindowStore::Sliced(SlicedWindows::new(size, slide))
-            }
-            WindowSpec::Session { gap } => WindowStore::Session(SessionWindows::new(gap)),
-        };
-        Ok(WindowAggregate::new(
-            self.key_exprs.clone(),
-            Arc::clone(&self.start_expr),
-            AggregateSet::new(self.calls.clone())?,
-            KeyInterner::new(&self.key_types).map_err(DataFusionError::from)?,
-            store,
-            self.output.clone(),
-        ))
-    }
-
-    /// The aggregate calls, for `explain`.
-    pub fn describe(&self) -> Vec<String> {
-        self.calls.iter().map(|c| c.function.name().to_string()).collect()
-    }
-}
-
-fn df_error(err: DataFusionError, at: &Location) -> EngineError {
-    let location = match df_position(&err) {
-        Some((line, column)) => Location::new(&at.file, line, column),
-        None => at.clone(),
-    };
-    EngineError::sql(location, df_message(&err))
-}
-
-struct QueryContext {
-    ctx: SessionContext,
-    state: SessionState,
-    tables: Vec<Arc<TableDef>>,
-    source_slots: Vec<(String, Arc<BatchSlot>)>,
-    windows: Vec<(WindowCall, Arc<BatchSlot>)>,
-    next_window: usize,
-}
-
-impl QueryContext {
-    fn new(tables: &[Arc<TableDef>]) -> Result<Self> {
-        let ctx = new_session();
-        let mut source_slots = vec![];
-        for table in tables {
-            let slot = BatchSlot::new(Arc::clone(&table.schema));
-            ctx.register_table(table.name.as_str(), SlotTable::new(Arc::clone(&slot)))?;
-            source_slots.push((table.name.clone(), slot));
-        }
-        let state = ctx.state();
-        Ok(Self {
-            ctx,
-            state,
-            tables: tables.to_vec(),
-            source_slots,
-            windows: vec![],
-            next_window: 0,
-        })
-    }
-
-    fn table(&self, name: &str) -> Option<&Arc<TableDef>> {
-        self.tables.iter().find(|t| t.name == name)
-    }
-
-    /// Rewrites window calls in `query`, registers their relations and plans the query.
-    async fn plan_query(
-        &mut self,
-        mut query: Box<ast::Query>,
-        at: &Location,
-    ) -> Result<LogicalPlan> {
-        let calls = rewrite_windows(&mut query, &self.state, at, &mut self.next_window)?;
-        for call in calls {
-            let provider = self.ctx.table_provider(call.input.as_str()).await.map_err(|_| {
-                EngineError::sql(
-                    call.location.clone(),
-                    format!("{}: unknown table or view '{}'", window_name(&call), call.input),
-                )
-            })?;
-            let input_schema = provider.schema();
-            let zone = match input_schema
-                .field_with_name(&call.time_column)
-                .map(|f| f.data_type().clone())
-            {
-                Ok(DataType::Timestamp(_, zone)) => zone,
-                Ok(other) => {
-                    return crate::sql_err!(
-                        call.location,
-                        "{}: column '{}' is {other}, not a TIMESTAMP",
-                        window_name(&call),
-                        call.time_column
-                    );
-                }
-                Err(_) => {
-                    return crate::sql_err!(
-                        call.location,
-                        "{}: '{}' has no column '{}'",
-                        window_name(&call),
-                        call.input,
-                        call.time_column
-                    );
-                }
-            };
-            let slot = BatchSlot::new(Arc::new(windowed_schema(&input_schema, zone)));
-            self.ctx.register_table(call.relation.as_str(), SlotTable::new(Arc::clone(&slot)))?;
-            self.windows.push((call, slot));
-        }
-        self.state = self.ctx.state();
-        let statement = DfStatement::Statement(Box::new(ast::Statement::Query(query)));
-        self.state.statement_to_plan(statement).await.map_err(|e| df_error(e, at))
-    }
-
-    async fn register_views(&mut self, views: &[Located<CreateView>]) -> Result<()> {
-        for view in views {
-            let plan = self.plan_query(view.node.query.clone(), &view.location).await?;
-            self.ctx
-                .register_table(view.node.name.as_str(), Arc::new(ViewTable::new(plan, None)))?;
-        }
-        self.state = self.ctx.state();
-        Ok(())
-    }
-
-    async fn physical(&self, plan: &LogicalPlan, at: &Location) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::default()
-            .create_physical_plan(plan, &self.state)
-            .await
-            .map_err(|e| df_error(e, at))
-    }
-
-    fn optimize(&self, plan: &LogicalPlan, at: &Location) -> Result<LogicalPlan> {
-        self.state.optimize(plan).map_err(|e| df_error(e, at))
-    }
-
-    fn source_slot(&self, name: &str) -> Arc<BatchSlot> {
-        let (_, slot) =
-            self.source_slots.iter().find(|(n, _)| n == name).expect("every table has a slot");
-        Arc::clone(slot)
-    }
-}
-
-fn window_name(call: &WindowCall) -> &'static str {
-    match call.spec {
-        WindowSpec::Tumble { .. } => "TUMBLE",
-        WindowSpec::Hop { .. } => "HOP",
-        WindowSpec::Session { .. } => "SESSION",
-    }
-}
+use crate::time::window::{WindowAssigner, WindowSpec};
 
 /// Plans `INSERT INTO` into runnable stages.
 pub async fn plan_insert(
@@ -253,18 +77,16 @@ pub async fn plan_insert(
             (source, Stages::Stateless { plan: qc.physical(&optimized, at).await? }, false)
         }
     };
-    if emits_deletes && !sink.connector.accepts_deletes() {
+    let accepts = sink.sink_capabilities();
+    if emits_deletes && !accepts.is_some_and(|a| a.deletes) {
         return crate::sql_err!(
             at,
             "session windows in upsert mode retract merged sessions, which table '{}' ({}) cannot store; add EMIT ON WINDOW CLOSE",
             sink.name,
-            sink.connector.name()
+            sink.connector_name()
         );
     }
-    if let ConnectorSpec::Kafka(kafka) = &source.connector
-        && kafka.assignment == Assignment::Group
-        && matches!(sink.connector, ConnectorSpec::Filesystem(_))
-    {
+    if source.splits_partitions() && accepts.is_some_and(|a| !a.partition_tasks) {
         return crate::sql_err!(
             at,
             "table '{}' splits its topic between replicas ('scan.partition-assignment' = 'group'), whose partition tasks cannot share the files of table '{}'; write to a cassandra, stdout or blackhole table",
@@ -298,105 +120,32 @@ pub async fn plan_insert(
     })
 }
 
-fn streaming_source(qc: &QueryContext, name: &str, at: &Location) -> Result<Arc<TableDef>> {
+pub(super) fn streaming_source(
+    qc: &QueryContext,
+    name: &str,
+    at: &Location,
+) -> Result<Arc<TableDef>> {
     let Some(table) = qc.table(name) else {
         return crate::sql_err!(at, "'{name}' is not a declared table");
     };
-    if !table.connector.is_source() {
+    if !table.is_source() {
         return crate::sql_err!(
             at,
             "table '{name}' uses the {} connector, which can only be written",
-            table.connector.name()
+            table.connector_name()
         );
     }
     if !table.declared {
         return crate::sql_err!(
             table.location,
             "table '{name}' is read as a stream, so it needs its columns declared: the {} connector reads them by name",
-            table.connector.name()
+            table.connector_name()
         );
     }
     Ok(Arc::clone(table))
 }
 
-/// Refuses what cannot run on an unbounded stream, saying why.
-fn refuse_unstreamable(plan: &LogicalPlan, at: &Location) -> Result<()> {
-    let mut problem = None;
-    plan.apply(|node| {
-        problem = match node {
-            LogicalPlan::Sort(_) => Some("ORDER BY over a stream never finishes: the sort would wait for the end of an unbounded input. Remove it (windows are written as they are computed; order by a window column when reading the sink)"),
-            LogicalPlan::Limit(_) => Some("LIMIT is not supported in a continuous query"),
-            LogicalPlan::Window(_) => Some("OVER (...) window functions are not supported in a continuous query; use TUMBLE, HOP or SESSION with GROUP BY"),
-            LogicalPlan::Join(_) => Some("joins are not supported yet in a continuous query"),
-            LogicalPlan::Union(_) => Some("UNION is not supported yet in a continuous query"),
-            LogicalPlan::Distinct(_) => Some("DISTINCT over a stream is an aggregate without a window; group by window_start, window_end of TUMBLE, HOP or SESSION instead"),
-            LogicalPlan::RecursiveQuery(_) => Some("recursive queries are not supported in a continuous query"),
-            _ => None,
-        };
-        Ok(if problem.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    })?;
-    match problem {
-        Some(message) => crate::sql_err!(at, "{message}"),
-        None => Ok(()),
-    }
-}
-
-/// A clause of a query whose position an error can point at.
-#[derive(Debug, Clone, Copy)]
-enum Clause {
-    OrderBy,
-    GroupBy,
-}
-
-/// Where `clause` starts in `query` (its first expression), else `fallback`.
-fn clause_location(query: &ast::Query, clause: Clause, fallback: &Location) -> Location {
-    use datafusion::sql::sqlparser::ast::Spanned;
-    let span = match clause {
-        Clause::OrderBy => query.order_by.as_ref().map(|o| o.span()),
-        Clause::GroupBy => match query.body.as_ref() {
-            ast::SetExpr::Select(select) => match &select.group_by {
-                ast::GroupByExpr::Expressions(exprs, _) => exprs.first().map(|e| e.span()),
-                ast::GroupByExpr::All(_) => None,
-            },
-            _ => None,
-        },
-    };
-    match span {
-        Some(span) if span.start.line > 0 => {
-            Location::new(&fallback.file, span.start.line, span.start.column)
-        }
-        _ => fallback.clone(),
-    }
-}
-
-fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
-    let mut scans = vec![];
-    plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            scans.push(scan.table_name.table().to_string());
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("the visitor never fails");
-    scans
-}
-
-fn has_aggregate(plan: &LogicalPlan) -> bool {
-    plan.exists(|node| Ok(matches!(node, LogicalPlan::Aggregate(_)))).unwrap_or(false)
-}
-
-/// The nodes allowed around the aggregate: those that act row by row.
-fn is_row_by_row(node: &LogicalPlan) -> bool {
-    matches!(
-        node,
-        LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::TableScan(_)
-    )
-}
-
-async fn plan_windowed(
+pub(super) async fn plan_windowed(
     qc: &QueryContext,
     optimized: &LogicalPlan,
     call: &WindowCall,
@@ -509,7 +258,7 @@ async fn plan_windowed(
         EngineError::Execution(e) => df_error(e, at),
         other => other,
     })?;
-    let aggregate_slot = BatchSlot::new(Arc::clone(&template.output.schema));
+    let aggregate_slot = BatchSlot::new(template.output_schema());
     let post_logical = replace_aggregate(optimized, &aggregate, &aggregate_slot)?;
     let post = qc.physical(&post_logical, at).await?;
     Ok((
@@ -524,117 +273,4 @@ async fn plan_windowed(
             post,
         },
     ))
-}
-
-fn filters_on_window_bounds(plan: &LogicalPlan) -> bool {
-    plan.exists(|node| {
-        Ok(match node {
-            LogicalPlan::Filter(f) => f
-                .predicate
-                .column_refs()
-                .iter()
-                .any(|c| window_bound(&Expr::Column((*c).clone())).is_some()),
-            _ => false,
-        })
-    })
-    .unwrap_or(false)
-}
-
-fn aggregate_template(
-    qc: &QueryContext,
-    aggregate: &Aggregate,
-    physical_input: &SchemaRef,
-    call: &WindowCall,
-    assigner: &WindowAssigner,
-    at: &Location,
-) -> Result<AggregateTemplate> {
-    let input = aggregate.input.schema();
-    let props = qc.state.execution_props();
-    let mut key_exprs = vec![];
-    let mut key_types = vec![];
-    let mut group_columns = vec![];
-    let mut start_expr = None;
-    let mut has_end = false;
-    for expr in &aggregate.group_expr {
-        if matches!(expr, Expr::GroupingSet(_)) {
-            return crate::sql_err!(
-                at,
-                "GROUPING SETS, CUBE and ROLLUP are not supported in a continuous query"
-            );
-        }
-        let physical = datafusion::physical_expr::create_physical_expr(
-            expr,
-            input,
-            props,
-            &PhysicalPlanningContext::default(),
-        )
-        .map_err(|e| df_error(e, at))?;
-        match window_bound(expr) {
-            Some(crate::time::window::WINDOW_START) => {
-                group_columns.push(GroupColumn::WindowStart);
-                start_expr = Some(physical);
-            }
-            Some(_) => {
-                group_columns.push(GroupColumn::WindowEnd);
-                has_end = true;
-            }
-            None => {
-                group_columns.push(GroupColumn::Key(key_exprs.len()));
-                key_types.push(expr.get_type(input).map_err(|e| df_error(e, at))?);
-                key_exprs.push(physical);
-            }
-        }
-    }
-    let (Some(start_expr), true) = (start_expr, has_end) else {
-        return crate::sql_err!(
-            call.location,
-            "{} needs GROUP BY window_start, window_end (plus any keys)",
-            window_name(call)
-        );
-    };
-    let calls = aggregate
-        .aggr_expr
-        .iter()
-        .map(|expr| {
-            let planning = PhysicalPlanningContext::default();
-            let lowered =
-                LoweredAggregateBuilder::new(expr, input, physical_input, props, &planning)
-                    .with_name(expr.schema_name().to_string())
-                    .build()
-                    .map_err(|e| df_error(e, at))?;
-            Ok(AggregateCall { function: lowered.aggregate, filter: lowered.filter })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let time_zone = match assigner
-        .schema()
-        .field_with_name(crate::time::window::WINDOW_START)
-        .map(|f| f.data_type().clone())
-    {
-        Ok(DataType::Timestamp(_, zone)) => zone,
-        _ => None,
-    };
-    let output = OutputBuilder {
-        schema: Arc::new(aggregate.schema.as_arrow().clone()),
-        group_columns,
-        time_zone,
-    };
-    Ok(AggregateTemplate { key_exprs, key_types, start_expr, calls, spec: call.spec, output })
-}
-
-/// The plan above the aggregate, reading the aggregate's output from a slot.
-fn replace_aggregate(
-    plan: &LogicalPlan,
-    aggregate: &Aggregate,
-    slot: &Arc<BatchSlot>,
-) -> Result<LogicalPlan> {
-    let provider: Arc<dyn TableProvider> = SlotTable::new(Arc::clone(slot));
-    let mut scan = TableScanBuilder::new("__aggregate", provider_as_source(provider)).build()?;
-    scan.projected_schema = Arc::clone(&aggregate.schema);
-    let replaced = plan.clone().transform_up(|node| {
-        Ok(match node {
-            LogicalPlan::Aggregate(_) => Transformed::yes(LogicalPlan::TableScan(scan.clone())),
-            other => Transformed::no(other),
-        })
-    })?;
-    Ok(replaced.data)
 }

@@ -1,6 +1,7 @@
 //! Runs planned queries: the micro-batch loop that wires source, stages, state and sink.
 
 pub mod isolate;
+pub mod load;
 pub mod partitioned;
 pub mod pipeline;
 pub mod prefetch;

@@ -176,6 +176,7 @@ impl QueryRunner {
     ) -> Result<Self> {
         let sink = open_sink(
             &plan.sink.name,
+            &plan.name,
             &plan.sink.connector,
             Arc::clone(&plan.sink_mapping.schema),
         )?;

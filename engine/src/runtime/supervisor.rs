@@ -13,12 +13,14 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::load::load_and_plan;
 use super::partitioned::{PartitionedQuery, split_topic};
 use super::{QueryRunner, RunStats};
+use crate::catalog::SchemaSource;
 use crate::checkpoint::CheckpointStore;
 use crate::error::{EngineError, Result};
-use crate::planner::{PipelineOptions, QueryPlan, plan_pipeline};
-use crate::sql::{VarLookup, load_dir, loader::sql_files};
+use crate::planner::{PipelineOptions, QueryPlan};
+use crate::sql::{VarLookup, loader::sql_files};
 use crate::telemetry::health::{QueryState, Readiness};
 
 /// How queries are started.
@@ -34,6 +36,8 @@ pub struct SupervisorConfig {
     pub once: bool,
     /// Where queries checkpoint, if anywhere.
     pub state_dir: Option<PathBuf>,
+    /// Where the columns of tables kept in a store come from.
+    pub schema: SchemaSource,
     /// Told where every query stands (`/readyz`, `engine_query_state`).
     pub readiness: Readiness,
 }
@@ -98,9 +102,8 @@ impl Supervisor {
     /// of files that did not load or plan (their queries keep running as they were).
     pub async fn reconcile(&mut self, vars: VarLookup<'_>) -> Result<Vec<EngineError>> {
         self.signature = signature(&self.config.dir);
-        let (files, mut errors) = load_dir(&self.config.dir, vars);
-        let (pipeline, mut plan_errors) = plan_pipeline(&files, &self.config.options).await;
-        errors.append(&mut plan_errors);
+        let (pipeline, errors) =
+            load_and_plan(&self.config.dir, vars, &self.config.options, &self.config.schema).await;
         let broken: HashSet<PathBuf> = errors.iter().filter_map(error_file).collect();
         let mut wanted = BTreeMap::new();
         for mut query in pipeline.queries {

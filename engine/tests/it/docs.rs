@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::connector::ConnectorSpec;
 use engine::planner::PipelineOptions;
 use engine::runtime::QueryRunner;
+use engine::runtime::load::load_and_plan;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
@@ -66,8 +67,13 @@ async fn every_example_in_the_sql_guide_runs() {
             ("TICKS_PATH".to_string(), dir.path().join("ticks").display().to_string()),
             ("OUTPUT_PATH".to_string(), dir.path().join("out").display().to_string()),
         ]);
-        let (pipeline, errors) =
-            load_and_plan(&queries, &|n| vars.get(n).cloned(), &PipelineOptions::default()).await;
+        let (pipeline, errors) = load_and_plan(
+            &queries,
+            &|n| vars.get(n).cloned(),
+            &PipelineOptions::default(),
+            &SchemaSource::default(),
+        )
+        .await;
         let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         match block.kind.as_str() {
             "error" => {

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::planner::PipelineOptions;
+use engine::runtime::load::load_and_plan;
 
 #[tokio::test]
 async fn every_broken_file_reports_its_exact_position_and_message() {
@@ -23,7 +24,9 @@ async fn every_broken_file_reports_its_exact_position_and_message() {
             .map(|e| format!("{path}:{}", e.replace("{file}", &path)))
             .collect();
         assert!(!expected.is_empty(), "{path} declares no expected error");
-        let (_, errors) = load_and_plan(&file, &|_| None, &PipelineOptions::default()).await;
+        let (_, errors) =
+            load_and_plan(&file, &|_| None, &PipelineOptions::default(), &SchemaSource::default())
+                .await;
         let actual: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         if actual != expected {
             failures.push(format!("{path}\n  expected: {expected:#?}\n  actual:   {actual:#?}"));

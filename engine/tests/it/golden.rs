@@ -10,8 +10,9 @@ use std::time::Duration;
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::planner::{PipelineOptions, QueryPlan};
+use engine::runtime::load::load_and_plan;
 use engine::runtime::{QueryRunner, StepOutcome};
 use serde_json::Value;
 
@@ -57,8 +58,13 @@ impl Case {
 
     async fn plan(&self, options: &PipelineOptions) -> QueryPlan {
         let vars = self.vars();
-        let (mut pipeline, errors) =
-            load_and_plan(&self.dir.path().join("q"), &|n| vars.get(n).cloned(), options).await;
+        let (mut pipeline, errors) = load_and_plan(
+            &self.dir.path().join("q"),
+            &|n| vars.get(n).cloned(),
+            options,
+            &SchemaSource::default(),
+        )
+        .await;
         assert!(errors.is_empty(), "{errors:?}");
         pipeline.queries.remove(0)
     }
@@ -445,4 +451,55 @@ async fn a_large_chunk_decoded_on_several_threads_keeps_every_row_in_order() {
             "row {i}"
         );
     }
+}
+
+#[tokio::test]
+async fn two_queries_writing_one_file_sink_keep_every_row_of_both() {
+    let ticks = generate(11, 3, 300, 4);
+    let parts = partition_by_symbol(&ticks, 2);
+    let two = "
+INSERT INTO out
+SELECT 'per10' AS q, symbol, window_start, count(*) AS n
+FROM TUMBLE(ticks, ts, INTERVAL '10' SECOND)
+GROUP BY symbol, window_start, window_end
+EMIT ON WINDOW CLOSE;
+INSERT INTO out
+SELECT 'per20' AS q, symbol, window_start, count(*) AS n
+FROM TUMBLE(ticks, ts, INTERVAL '20' SECOND)
+GROUP BY symbol, window_start, window_end
+EMIT ON WINDOW CLOSE;";
+    let case = Case::new(&parts, two);
+    let vars = case.vars();
+    let (pipeline, errors) = load_and_plan(
+        &case.dir.path().join("q"),
+        &|n| vars.get(n).cloned(),
+        &one_row_batches(),
+        &SchemaSource::default(),
+    )
+    .await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(pipeline.queries.len(), 2);
+    // Both sinks open before either writes, as when they run side by side.
+    let mut runners = vec![];
+    for query in pipeline.queries {
+        runners.push(QueryRunner::new(query, true).await.unwrap());
+    }
+    let runs = runners.into_iter().map(|r| r.run(tokio_util::sync::CancellationToken::new()));
+    for result in futures::future::join_all(runs).await {
+        result.unwrap();
+    }
+    let oracle_sql = |q: &str, seconds: u32| {
+        format!(
+            "SELECT '{q}' AS q, symbol, ws AS window_start, count(*) AS n
+             FROM (SELECT *, date_bin(INTERVAL '{seconds} seconds', ts, TIMESTAMP '1970-01-01T00:00:00') AS ws FROM ticks)
+             GROUP BY symbol, ws"
+        )
+    };
+    let all = ticks_table(&parts);
+    let mut expected = oracle(&oracle_sql("per10", 10), all.clone()).await;
+    expected.extend(oracle(&oracle_sql("per20", 20), all).await);
+    let key = ["q", "symbol", "window_start"];
+    let actual = unique_rows(case.output(), &key);
+    assert_eq!(case.output().len(), expected.len(), "each window written once");
+    assert_tables_eq(&actual, &expected, &key, "two queries into one sink");
 }

@@ -10,9 +10,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::SessionContext;
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::planner::{PipelineOptions, Redirect};
 use engine::runtime::QueryRunner;
+use engine::runtime::load::load_and_plan;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
@@ -164,7 +165,9 @@ pub fn backtest_args(dir: &Path) -> Vec<std::ffi::OsString> {
 
 /// Plans every query file of `queries` with `vars` and runs each once over its bounded input.
 pub async fn run_once(queries: &Path, vars: &HashMap<String, String>, options: &PipelineOptions) {
-    let (pipeline, errors) = load_and_plan(queries, &|name| vars.get(name).cloned(), options).await;
+    let (pipeline, errors) =
+        load_and_plan(queries, &|name| vars.get(name).cloned(), options, &SchemaSource::default())
+            .await;
     assert!(
         errors.is_empty(),
         "planning failed: {}",

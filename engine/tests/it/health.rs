@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use engine::catalog::SchemaSource;
 use engine::checkpoint::CheckpointStore;
-use engine::cli::load_and_plan;
 use engine::error::ErrorClass;
 use engine::planner::PipelineOptions;
 use engine::runtime::QueryRunner;
+use engine::runtime::load::load_and_plan;
 use engine::runtime::supervisor::{Supervisor, SupervisorConfig};
 use engine::telemetry::http::{Readiness, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,8 +69,13 @@ async fn an_internal_error_stops_only_its_query_and_readyz_names_it() {
 
     // Query a checkpoints once, then its checkpoint is damaged: restoring it is a broken
     // invariant, not an outage.
-    let (mut pipeline, errors) =
-        load_and_plan(&queries, &|n| vars.get(n).cloned(), &PipelineOptions::default()).await;
+    let (mut pipeline, errors) = load_and_plan(
+        &queries,
+        &|n| vars.get(n).cloned(),
+        &PipelineOptions::default(),
+        &SchemaSource::default(),
+    )
+    .await;
     assert!(errors.is_empty(), "{errors:?}");
     let a = pipeline.queries.remove(0);
     assert_eq!(a.name, "health_a");
@@ -94,6 +100,7 @@ async fn an_internal_error_stops_only_its_query_and_readyz_names_it() {
         once: false,
         state_dir: Some(state.clone()),
         readiness: readiness.clone(),
+        schema: SchemaSource::default(),
     });
     let lookup = |n: &str| vars.get(n).cloned();
     assert!(supervisor.reconcile(&lookup).await.unwrap().is_empty());

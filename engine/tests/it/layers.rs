@@ -9,13 +9,7 @@ use std::path::{Path, PathBuf};
 /// Imports that break the table today and that the issue-12 branches remove: (importer,
 /// imported, why). Each entry must still be needed; the test fails when one is not, so that the
 /// list only shrinks. Empty it when the branches are merged.
-const PENDING_IMPORTS: &[(&str, &str, &str)] = &[(
-    "planner",
-    "connector",
-    "issue 12: `planner` imports `connector` (`ConnectorSpec`, `CassandraOptions`, \
-         `kafka::Assignment`); connectors are to expose a capability/schema description that the \
-         planner checks (offline-check branch)",
-)];
+const PENDING_IMPORTS: &[(&str, &str, &str)] = &[];
 
 /// A row of the layer table.
 #[derive(Debug)]

@@ -18,6 +18,7 @@ mod harness;
 mod health;
 mod kafka;
 mod layers;
+mod offline_check;
 mod oracle;
 mod outage;
 mod poison;

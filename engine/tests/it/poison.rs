@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::planner::PipelineOptions;
+use engine::runtime::load::load_and_plan;
 use engine::runtime::{QueryRunner, RunStats};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -246,7 +247,8 @@ async fn run(
         max_rows_per_batch: 37,
         ..PipelineOptions::default()
     };
-    let (pipeline, errors) = load_and_plan(queries, &|n| vars.get(n).cloned(), &options).await;
+    let (pipeline, errors) =
+        load_and_plan(queries, &|n| vars.get(n).cloned(), &options, &SchemaSource::default()).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(pipeline.queries.len(), 2);
     let token = CancellationToken::new();

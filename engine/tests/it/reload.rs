@@ -80,6 +80,7 @@ async fn swapping_the_configmap_adds_removes_and_keeps_queries() {
         trigger_interval: Some(Duration::from_millis(20)),
         once: false,
         state_dir: None,
+        schema: engine::catalog::SchemaSource::default(),
         readiness: Default::default(),
     };
     let mut supervisor = Supervisor::new(config);

@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use engine::cli::load_and_plan;
+use engine::catalog::SchemaSource;
 use engine::connector::cassandra::schema::apply_schema;
 use engine::planner::{PipelineOptions, Redirect};
+use engine::runtime::load::load_and_plan;
 
 use engine::runtime::QueryRunner;
 use futures::TryStreamExt;
@@ -34,7 +35,8 @@ async fn the_shipped_schema_applies_twice_and_fits_every_shipped_query() {
         ..PipelineOptions::default()
     };
     let vars = |name: &str| (name == "CASSANDRA_HOSTS").then(cql_hosts);
-    let (pipeline, errors) = load_and_plan(&shipped_queries(), &vars, &options).await;
+    let (pipeline, errors) =
+        load_and_plan(&shipped_queries(), &vars, &options, &SchemaSource::default()).await;
     let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(pipeline.queries.len(), 3);

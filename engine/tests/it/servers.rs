@@ -137,8 +137,13 @@ pub async fn plan(files: &[(&str, String)]) -> (tempfile::TempDir, Pipeline, Vec
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
-    let (pipeline, errors) =
-        engine::cli::load_and_plan(dir.path(), &|_| None, &PipelineOptions::default()).await;
+    let (pipeline, errors) = engine::runtime::load::load_and_plan(
+        dir.path(),
+        &|_| None,
+        &PipelineOptions::default(),
+        &engine::catalog::SchemaSource::default(),
+    )
+    .await;
     let errors = errors.iter().map(ToString::to_string).collect();
     (dir, pipeline, errors)
 }
@@ -157,6 +162,17 @@ pub fn file_in(dir: &Path, name: &str) -> String {
 /// its own (`market` renamed), so tests do not share rows; returns the keyspace.
 pub async fn shipped_schema(prefix: &str) -> String {
     let keyspace = unique(prefix);
+    let dir = shipped_cql(&keyspace, |text| text);
+    let hosts: Vec<String> = cql_hosts().split(',').map(str::to_string).collect();
+    engine::connector::cassandra::schema::apply_schema(dir.path(), &hosts, Duration::from_secs(30))
+        .await
+        .unwrap();
+    keyspace
+}
+
+/// A copy of the shipped `cql/` files with keyspace `market` renamed to `keyspace` and each
+/// file's text passed through `edit`.
+pub fn shipped_cql(keyspace: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let cql = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cql");
     for entry in std::fs::read_dir(&cql).unwrap() {
@@ -169,14 +185,10 @@ pub async fn shipped_schema(prefix: &str) -> String {
                     &format!("KEYSPACE IF NOT EXISTS {keyspace} "),
                 )
                 .replace("market.", &format!("{keyspace}."));
-            std::fs::write(dir.path().join(path.file_name().unwrap()), renamed).unwrap();
+            std::fs::write(dir.path().join(path.file_name().unwrap()), edit(renamed)).unwrap();
         }
     }
-    let hosts: Vec<String> = cql_hosts().split(',').map(str::to_string).collect();
-    engine::connector::cassandra::schema::apply_schema(dir.path(), &hosts, Duration::from_secs(30))
-        .await
-        .unwrap();
-    keyspace
+    dir
 }
 
 /// The environment that points the shipped queries at the test servers: `topic` for the

@@ -20,9 +20,11 @@ use std::time::Instant;
 use self::input::{Command, Input};
 pub use self::render::Format;
 use self::render::{error_report, timing, write_rows};
-use super::{RedirectArgs, load_and_plan};
+use super::RedirectArgs;
+use crate::catalog::SchemaSource;
 use crate::planner::{Pipeline, PipelineOptions};
 use crate::repl::{Failure, Outcome, Rows, Session};
+use crate::runtime::load::load_and_plan;
 use crate::sql::process_env;
 
 /// `engine repl` options.
@@ -60,7 +62,7 @@ pub async fn repl(args: ReplArgs) -> anyhow::Result<ExitCode> {
                 redirect: args.redirect.redirect(),
                 ..PipelineOptions::default()
             };
-            load_and_plan(dir, &process_env, &options).await
+            load_and_plan(dir, &process_env, &options, &SchemaSource::default()).await
         }
         None => (Pipeline::default(), vec![]),
     };

@@ -6,10 +6,11 @@
 //! );
 //! ```
 //!
-//! The table's columns and primary key are read from `system_schema.columns` when the queries
-//! are planned; query output columns map to table columns by name. Every primary key column must
+//! The table's columns and primary key are read from `system_schema.columns` before the queries
+//! are planned (or from the CQL files that create it, `engine check --schema`: see [`cql`]); query output columns map to table columns by name. Every primary key column must
 //! be written; other columns may be left out (they keep their value).
 
+pub mod cql;
 pub mod schema;
 mod sink;
 
@@ -73,7 +74,7 @@ pub struct CassandraOptions {
     pub max_concurrency: usize,
     /// Attempts of a write request after a timeout or unavailability, before the batch fails.
     pub max_retries: u32,
-    /// The table's columns, once read from the server by the planner.
+    /// The table's columns, once described (from the server or the CQL files) before planning.
     pub columns: Option<Arc<CassandraTable>>,
 }
 

@@ -10,48 +10,20 @@ use scylla::client::session_builder::SessionBuilder;
 
 use crate::error::{EngineError, Result};
 
-/// The statements of a `.cql` file: `--` comments dropped, split at `;`.
-pub fn statements(text: &str) -> Vec<String> {
-    let without_comments: String = text
-        .lines()
-        .map(|line| match line.find("--") {
-            Some(at) if !line[..at].contains('\'') => &line[..at],
-            _ => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Connects to `hosts`, retrying with backoff for up to `patience` (the database may start
 /// after the engine), then applies every `*.cql` file of `dir`.
 pub async fn apply_schema(dir: &Path, hosts: &[String], patience: Duration) -> Result<usize> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| EngineError::io(format!("cannot list schema directory {}", dir.display()), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "cql"))
-        .collect();
-    files.sort();
+    let statements = super::cql::read_dir(dir)?;
     let session = connect_with_retry(hosts, patience).await?;
-    let mut applied = 0;
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| EngineError::io(format!("cannot read {}", file.display()), e))?;
-        for statement in statements(&text) {
-            session.query_unpaged(statement.as_str(), &[]).await.map_err(|e| {
-                EngineError::connector(
-                    "cassandra schema",
-                    format!("{}: {e} in: {statement}", file.display()),
-                )
-            })?;
-            applied += 1;
-        }
+    for statement in &statements {
+        session.query_unpaged(statement.text.as_str(), &[]).await.map_err(|e| {
+            EngineError::connector(
+                "cassandra schema",
+                format!("{}: {e} in: {}", statement.location, statement.text),
+            )
+        })?;
     }
-    Ok(applied)
+    Ok(statements.len())
 }
 
 /// Connects to `hosts` (not awaiting schema agreement, which a single node cannot report),
@@ -83,22 +55,5 @@ pub async fn connect_with_retry(hosts: &[String], patience: Duration) -> Result<
                 ));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::statements;
-
-    #[test]
-    fn comments_are_dropped_and_statements_split() {
-        let text = "-- header\nCREATE KEYSPACE IF NOT EXISTS m -- trailing\n  WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\n\nCREATE TABLE IF NOT EXISTS m.t (a text PRIMARY KEY, b text) WITH comment = 'x -- y';\n";
-        assert_eq!(
-            statements(text),
-            vec![
-                "CREATE KEYSPACE IF NOT EXISTS m WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
-                "CREATE TABLE IF NOT EXISTS m.t (a text PRIMARY KEY, b text) WITH comment = 'x -- y'",
-            ]
-        );
     }
 }

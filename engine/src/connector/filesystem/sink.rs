@@ -1,5 +1,7 @@
 //! Writes each micro-batch's rows to a new file: written under a hidden temporary name and
-//! renamed into place when the micro-batch commits, so readers never see half a file.
+//! renamed into place when the micro-batch commits, so readers never see half a file. Files are
+//! named `part-<query>-<number>`, numbered per query, so that several queries can write one
+//! table: their files never collide, and each query's files sort in the order it wrote them.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ pub struct FileSink {
     dir: PathBuf,
     format: FileFormat,
     schema: SchemaRef,
+    /// `part-<query>-`: what this writer's file names start with.
+    prefix: String,
     next_file: u64,
     pending: Option<Pending>,
 }
@@ -35,8 +39,15 @@ impl std::fmt::Debug for FileSink {
 }
 
 impl FileSink {
-    /// A sink writing files into `options.path`, after any part files already there.
-    pub fn new(table: &str, options: &FilesystemOptions, schema: SchemaRef) -> Result<Self> {
+    /// A sink writing the files of query `writer` into `options.path`, after any part files of
+    /// the same query already there.
+    pub fn new(
+        table: &str,
+        writer: &str,
+        options: &FilesystemOptions,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let prefix = format!("part-{}-", writer.replace(['/', '\\'], "_"));
         let dir = options.path.clone();
         let fail = |e: std::io::Error| {
             EngineError::connector(
@@ -49,7 +60,7 @@ impl FileSink {
         for entry in std::fs::read_dir(&dir).map_err(fail)? {
             let name = entry.map_err(fail)?.file_name();
             let name = name.to_string_lossy();
-            let number = name.strip_prefix("part-").and_then(|r| r.split('.').next());
+            let number = name.strip_prefix(prefix.as_str()).and_then(|r| r.split('.').next());
             if let Some(Ok(n)) = number.map(str::parse::<u64>) {
                 next_file = next_file.max(n + 1);
             }
@@ -65,6 +76,7 @@ impl FileSink {
             dir,
             format: options.format,
             schema,
+            prefix,
             next_file,
             pending: None,
         })
@@ -78,7 +90,7 @@ impl FileSink {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.dir.join(format!(".part-{:010}.{}.tmp", self.next_file, self.extension()))
+        self.dir.join(format!(".{}{:010}.{}.tmp", self.prefix, self.next_file, self.extension()))
     }
 
     fn error(&self, message: impl std::fmt::Display) -> EngineError {
@@ -126,7 +138,8 @@ impl SinkWriter for FileSink {
                 writer.close().map_err(|e| self.error(e))?;
             }
         }
-        let target = self.dir.join(format!("part-{:010}.{}", self.next_file, self.extension()));
+        let target =
+            self.dir.join(format!("{}{:010}.{}", self.prefix, self.next_file, self.extension()));
         std::fs::rename(&temp, &target).map_err(|e| self.error(e))?;
         self.next_file += 1;
         Ok(())
