@@ -122,10 +122,11 @@ async fn the_offset_is_part_of_the_query_fingerprint() {
         );
         std::fs::write(dir.path().join("query.sql"), query).unwrap();
         let vars = |_: &str| Some("unused".to_string());
-        let (pipeline, errors) = engine::cli::load_and_plan(
+        let (pipeline, errors) = engine::runtime::load::load_and_plan(
             &dir.path().join("query.sql"),
             &vars,
             &PipelineOptions::default(),
+            &Default::default(),
         )
         .await;
         assert!(errors.is_empty(), "{errors:?}");
