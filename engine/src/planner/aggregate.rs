@@ -39,8 +39,10 @@ impl AggregateTemplate {
     /// An empty aggregate.
     pub fn instantiate(&self) -> Result<WindowAggregate> {
         let store = match self.spec {
-            WindowSpec::Tumble { size } => WindowStore::Sliced(SlicedWindows::new(size, size)),
-            WindowSpec::Hop { slide, size } => WindowStore::Sliced(SlicedWindows::new(size, slide)),
+            WindowSpec::Tumble { size, .. } => WindowStore::Sliced(SlicedWindows::new(size, size)),
+            WindowSpec::Hop { slide, size, .. } => {
+                WindowStore::Sliced(SlicedWindows::new(size, slide))
+            }
             WindowSpec::Session { gap } => WindowStore::Session(SessionWindows::new(gap)),
         };
         Ok(WindowAggregate::new(

@@ -27,11 +27,14 @@ pub fn explain(query: &QueryPlan) -> String {
                 lines.push(format!("  view stage:\n{}", physical(view)));
             }
             let window = match stages.assigner.spec() {
-                WindowSpec::Tumble { size } => format!("TUMBLE size {}", seconds(size)),
-                WindowSpec::Hop { slide, size } => format!(
-                    "HOP slide {} size {} (state kept per {} slice)",
+                WindowSpec::Tumble { size, offset } => {
+                    format!("TUMBLE size {} offset {}", seconds(size), seconds(offset))
+                }
+                WindowSpec::Hop { slide, size, offset } => format!(
+                    "HOP slide {} size {} offset {} (state kept per {} slice)",
                     seconds(slide),
                     seconds(size),
+                    seconds(offset),
                     seconds(slide)
                 ),
                 WindowSpec::Session { gap } => format!("SESSION gap {}", seconds(gap)),

@@ -116,6 +116,10 @@ impl QueryPlan {
         self.source.connector_fingerprint().hash(&mut hasher);
         self.sink.connector_fingerprint().hash(&mut hasher);
         self.emit.hash(&mut hasher);
+        // The windowed relation is a scan in the logical plan: its sizes and offset are not.
+        if let Stages::Windowed(stages) = &self.stages {
+            format!("{:?}", stages.assigner.spec()).hash(&mut hasher);
+        }
         format!("{:016x}", hasher.finish())
     }
 

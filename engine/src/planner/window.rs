@@ -7,7 +7,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::sql::sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor,
 };
-use datafusion::sql::sqlparser::ast::{Query, SetExpr, TableWithJoins};
+use datafusion::sql::sqlparser::ast::{Query, SetExpr, Spanned, TableWithJoins};
 
 use crate::catalog::{df_message, plan_expr};
 use crate::error::{EngineError, Location, Result};
@@ -162,11 +162,15 @@ fn parse_call(
     id: usize,
 ) -> Result<WindowCall> {
     let usage = match function {
-        "TUMBLE" => "TUMBLE(table, time_column, size)",
-        "HOP" => "HOP(table, time_column, slide, size)",
+        "TUMBLE" => "TUMBLE(table, time_column, size [, offset])",
+        "HOP" => "HOP(table, time_column, slide, size [, offset])",
         _ => "SESSION(table, time_column, gap)",
     };
-    let expected = if function == "HOP" { 4 } else { 3 };
+    let arity = match function {
+        "TUMBLE" => 3..=4,
+        "HOP" => 4..=5,
+        _ => 3..=3,
+    };
     let exprs: Vec<&ast::Expr> = args
         .iter()
         .filter_map(|a| match a {
@@ -174,8 +178,13 @@ fn parse_call(
             _ => None,
         })
         .collect();
-    if exprs.len() != args.len() || exprs.len() != expected {
-        return crate::sql_err!(at, "{function} takes {expected} arguments: {usage}");
+    if exprs.len() != args.len() || !arity.contains(&exprs.len()) {
+        let count = if arity.start() == arity.end() {
+            arity.start().to_string()
+        } else {
+            format!("{} or {}", arity.start(), arity.end())
+        };
+        return crate::sql_err!(at, "{function} takes {count} arguments: {usage}");
     }
     let identifier = |e: &ast::Expr, what: &str| -> Result<String> {
         match e {
@@ -188,21 +197,35 @@ fn parse_call(
     };
     let input = identifier(exprs[0], "first argument (the table)")?;
     let time_column = identifier(exprs[1], "second argument (the event-time column)")?;
-    let durations = exprs[2..]
+    let durations = exprs[2..*arity.start()]
         .iter()
-        .map(|e| interval_nanos(e, state, at, function))
+        .map(|e| positive_interval(e, state, at, function))
         .collect::<Result<Vec<i64>>>()?;
+    // Windows repeat every slice, so an offset is meaningful only within one slice either way.
+    let offset = |slice: i64, what: &str| -> Result<i64> {
+        let Some(expr) = exprs.get(*arity.start()) else { return Ok(0) };
+        let at = &expr_location(expr, at);
+        match interval_nanos(expr, state, at)? {
+            Some(n) if n.abs() < slice => Ok(n),
+            _ => crate::sql_err!(
+                at,
+                "{function}: the offset '{expr}' must be a fixed-length interval strictly between minus and plus the {what}; write e.g. INTERVAL '15' MINUTE or INTERVAL '-15' MINUTE ({usage})"
+            ),
+        }
+    };
     let spec = match function {
-        "TUMBLE" => WindowSpec::Tumble { size: durations[0] },
+        "TUMBLE" => {
+            WindowSpec::Tumble { size: durations[0], offset: offset(durations[0], "size")? }
+        }
         "HOP" => {
             let (slide, size) = (durations[0], durations[1]);
             if size % slide != 0 {
                 return crate::sql_err!(
                     at,
-                    "HOP: the size must be a multiple of the slide (HOP(table, time_column, slide, size))"
+                    "HOP: the size must be a multiple of the slide ({usage})"
                 );
             }
-            WindowSpec::Hop { slide, size }
+            WindowSpec::Hop { slide, size, offset: offset(slide, "slide")? }
         }
         _ => WindowSpec::Session { gap: durations[0] },
     };
@@ -215,13 +238,32 @@ fn parse_call(
     })
 }
 
-/// The length of an `INTERVAL` literal in nanoseconds; months are refused (they vary).
-fn interval_nanos(
+/// The length of a positive fixed-length `INTERVAL` in nanoseconds.
+fn positive_interval(
     expr: &ast::Expr,
     state: &SessionState,
     at: &Location,
     function: &str,
 ) -> Result<i64> {
+    let at = &expr_location(expr, at);
+    match interval_nanos(expr, state, at)? {
+        Some(n) if n > 0 => Ok(n),
+        _ => crate::sql_err!(
+            at,
+            "{function}: '{expr}' is not a positive fixed-length interval; write e.g. INTERVAL '1' MINUTE"
+        ),
+    }
+}
+
+/// Where `expr` starts, or `at` when the parser recorded no position.
+fn expr_location(expr: &ast::Expr, at: &Location) -> Location {
+    let start = expr.span().start;
+    if start.line > 0 { Location::new(&at.file, start.line, start.column) } else { at.clone() }
+}
+
+/// The length of an `INTERVAL` expression in nanoseconds, of either sign; `None` when it is
+/// not a constant interval or has months (they vary in length).
+fn interval_nanos(expr: &ast::Expr, state: &SessionState, at: &Location) -> Result<Option<i64>> {
     let planned = plan_expr(state, expr, &DFSchema::empty(), at)?;
     let simplified = state
         .create_physical_expr(planned, &DFSchema::empty())
@@ -235,22 +277,15 @@ fn interval_nanos(
             datafusion::logical_expr::ColumnarValue::Scalar(s) => Some(s),
             _ => None,
         });
-    let nanos = match value {
-        Some(ScalarValue::IntervalMonthDayNano(Some(v))) if v.months == 0 => {
-            Some(i64::from(v.days) * 86_400_000_000_000 + v.nanoseconds)
-        }
+    Ok(match value {
+        Some(ScalarValue::IntervalMonthDayNano(Some(v))) if v.months == 0 => i64::from(v.days)
+            .checked_mul(86_400_000_000_000)
+            .and_then(|d| d.checked_add(v.nanoseconds)),
         Some(ScalarValue::IntervalDayTime(Some(v))) => {
             Some(i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000)
         }
         _ => None,
-    };
-    match nanos {
-        Some(n) if n > 0 => Ok(n),
-        _ => crate::sql_err!(
-            at,
-            "{function}: '{expr}' is not a positive fixed-length interval; write e.g. INTERVAL '1' MINUTE"
-        ),
-    }
+    })
 }
 
 /// Whether a logical expression is a plain reference to a window bound column.

@@ -20,17 +20,21 @@ pub const WINDOW_END: &str = "window_end";
 /// A window table function with its sizes in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowSpec {
-    /// `TUMBLE(t, col, size)`.
+    /// `TUMBLE(t, col, size [, offset])`: windows start at `offset + k * size`.
     Tumble {
         /// Window length.
         size: i64,
+        /// Shift of the window starts from the epoch, `-size < offset < size`.
+        offset: i64,
     },
-    /// `HOP(t, col, slide, size)`.
+    /// `HOP(t, col, slide, size [, offset])`: windows start at `offset + k * slide`.
     Hop {
         /// Distance between window starts.
         slide: i64,
         /// Window length, a multiple of `slide`.
         size: i64,
+        /// Shift of the window starts from the epoch, `-slide < offset < slide`.
+        offset: i64,
     },
     /// `SESSION(t, col, gap)`.
     Session {
@@ -43,11 +47,25 @@ impl WindowSpec {
     /// The width of the slices state is kept in (`None` for sessions).
     pub fn slice(&self) -> Option<i64> {
         match *self {
-            WindowSpec::Tumble { size } => Some(size),
+            WindowSpec::Tumble { size, .. } => Some(size),
             WindowSpec::Hop { slide, .. } => Some(slide),
             WindowSpec::Session { .. } => None,
         }
     }
+
+    /// The shift of the slice starts from the epoch (0 for sessions).
+    pub fn offset(&self) -> i64 {
+        match *self {
+            WindowSpec::Tumble { offset, .. } | WindowSpec::Hop { offset, .. } => offset,
+            WindowSpec::Session { .. } => 0,
+        }
+    }
+}
+
+/// The start of the slice of `width` holding `t`, slices starting at `offset + k * width`.
+pub fn slice_start(t: i64, width: i64, offset: i64) -> i64 {
+    let offset = offset.rem_euclid(width);
+    t - t.saturating_sub(offset).rem_euclid(width)
 }
 
 /// What the assigner dropped from a batch.
@@ -113,12 +131,13 @@ impl WindowAssigner {
             let times = to_nanos(filtered.column(self.time_index))?;
             (filtered, times)
         };
+        let offset = self.spec.offset();
         let (starts, ends): (Vec<i64>, Vec<i64>) = times
             .values()
             .iter()
             .map(|&t| match self.spec.slice() {
                 Some(width) => {
-                    let start = t - t.rem_euclid(width);
+                    let start = slice_start(t, width, offset);
                     (start, start + width)
                 }
                 None => match self.spec {
@@ -178,17 +197,35 @@ mod tests {
     #[test]
     fn tumble_aligns_to_epoch_including_negative_times() {
         let input = batch(vec![Some(0), Some(59), Some(60), Some(-1)]);
-        let a = WindowAssigner::new(WindowSpec::Tumble { size: 60 * S }, &input.schema(), 0);
+        let a =
+            WindowAssigner::new(WindowSpec::Tumble { size: 60 * S, offset: 0 }, &input.schema(), 0);
         let (out, dropped) = a.assign(&input, None).unwrap();
         assert_eq!(bounds(&out), vec![(0, 60), (0, 60), (60, 120), (-60, 0)]);
         assert_eq!(dropped, Dropped::default());
     }
 
     #[test]
+    fn offsets_shift_the_slice_starts_either_way() {
+        let input = batch(vec![Some(0), Some(14), Some(15), Some(-46), Some(-45)]);
+        for offset in [15, -45] {
+            let spec = WindowSpec::Tumble { size: 60 * S, offset: offset * S };
+            let a = WindowAssigner::new(spec, &input.schema(), 0);
+            assert_eq!(
+                bounds(&a.assign(&input, None).unwrap().0),
+                vec![(-45, 15), (-45, 15), (15, 75), (-105, -45), (-45, 15)],
+                "offset {offset}"
+            );
+        }
+        let spec = WindowSpec::Hop { slide: 60 * S, size: 300 * S, offset: 15 * S };
+        let a = WindowAssigner::new(spec, &input.schema(), 0);
+        assert_eq!(bounds(&a.assign(&input, None).unwrap().0)[2], (15, 75));
+    }
+
+    #[test]
     fn hop_assigns_slices() {
         let input = batch(vec![Some(61), Some(119)]);
         let a = WindowAssigner::new(
-            WindowSpec::Hop { slide: 60 * S, size: 300 * S },
+            WindowSpec::Hop { slide: 60 * S, size: 300 * S, offset: 0 },
             &input.schema(),
             0,
         );

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const SOURCE: &str = "
+pub const SOURCE: &str = "
 CREATE TABLE ticks (
     symbol TEXT NOT NULL,
     price DOUBLE NOT NULL,

@@ -28,3 +28,4 @@ mod scale_out;
 mod schema;
 mod servers;
 mod shipped;
+mod window_offset;

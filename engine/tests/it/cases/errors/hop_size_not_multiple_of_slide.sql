@@ -11,4 +11,4 @@ INSERT INTO out
 SELECT symbol, window_start, window_end, count(*)
 FROM HOP(ticks, ts, INTERVAL '2' MINUTE, INTERVAL '5' MINUTE)
 GROUP BY symbol, window_start, window_end;
--- error: 12:6: HOP: the size must be a multiple of the slide (HOP(table, time_column, slide, size))
+-- error: 12:6: HOP: the size must be a multiple of the slide (HOP(table, time_column, slide, size [, offset]))

@@ -11,4 +11,4 @@ INSERT INTO out
 SELECT symbol, window_start, window_end, count(*)
 FROM TUMBLE(ticks, ts, INTERVAL '1' MONTH)
 GROUP BY symbol, window_start, window_end;
--- error: 12:6: TUMBLE: 'INTERVAL '1' MONTH' is not a positive fixed-length interval; write e.g. INTERVAL '1' MINUTE
+-- error: 12:33: TUMBLE: 'INTERVAL '1' MONTH' is not a positive fixed-length interval; write e.g. INTERVAL '1' MINUTE
