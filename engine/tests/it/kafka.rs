@@ -14,10 +14,12 @@ use engine::connector::kafka::KafkaSource;
 use engine::connector::{ConnectorSpec, Malformed, SourceReader};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::servers::{brokers, create_topic, plan, produce, produce_all, producer, table, unique};
+use crate::servers::{
+    brokers, create_topic, dead_letter_header, dead_letter_location, plan, produce, produce_all,
+    producer, table, unique,
+};
 
 /// A message as the source should deliver it.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
@@ -274,22 +276,9 @@ async fn malformed_messages_are_reported_and_dead_lettered_and_never_stall_a_par
                 panic!("only {} of {} messages in the dead-letter topic", dead.len(), bad.len())
             })
             .unwrap();
-        let headers = message.headers().expect("dead letters carry headers");
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8(v.to_vec()).unwrap())
-                .unwrap_or_else(|| panic!("no header {name}"))
-        };
+        let header = |name: &str| dead_letter_header(&message, name);
         assert!(!header("error").is_empty());
-        let location = format!(
-            "{}/{}/{}",
-            header("source.topic"),
-            header("source.partition"),
-            header("source.offset")
-        );
+        let location = dead_letter_location(&message);
         let previous = dead.insert(location, message.payload().unwrap_or_default().to_vec());
         assert!(previous.is_none(), "a bad message was dead-lettered twice");
     }

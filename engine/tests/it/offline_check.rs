@@ -24,13 +24,7 @@ fn closed_port() -> String {
 
 #[test]
 fn check_with_the_cql_files_needs_no_server() {
-    let out = engine()
-        .args(["check", "--schema"])
-        .arg(cql_dir())
-        .arg(shipped_queries())
-        .env("CASSANDRA_HOSTS", closed_port())
-        .output()
-        .unwrap();
+    let out = check_offline(&cql_dir());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 4 tables, 3 queries"));
@@ -63,13 +57,7 @@ fn a_column_the_cql_table_lacks_fails_with_its_position() {
     });
     let query = std::fs::read_to_string(shipped_queries().join("10_candles_1m.sql")).unwrap();
     let line = query.lines().position(|l| l.starts_with("INSERT INTO")).unwrap() + 1;
-    let out = engine()
-        .args(["check", "--schema"])
-        .arg(cql.path())
-        .arg(shipped_queries())
-        .env("CASSANDRA_HOSTS", closed_port())
-        .output()
-        .unwrap();
+    let out = check_offline(cql.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let expected = format!(
@@ -80,13 +68,7 @@ fn a_column_the_cql_table_lacks_fails_with_its_position() {
 
     // A sink the files do not create at all is named with where to add it.
     let cql = shipped_cql(keyspace, |text| text.replace("vwap_5m", "vwap_10m"));
-    let out = engine()
-        .args(["check", "--schema"])
-        .arg(cql.path())
-        .arg(shipped_queries())
-        .env("CASSANDRA_HOSTS", closed_port())
-        .output()
-        .unwrap();
+    let out = check_offline(cql.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no file of"), "{stderr}");
@@ -135,4 +117,15 @@ fn run_refuses_a_live_table_that_differs_from_the_cql_files() {
         "{stderr}"
     );
     assert!(stderr.contains("live ticks bigint"), "{stderr}");
+}
+
+/// `engine check --schema cql queries/` (the shipped queries) with no CQL server reachable.
+fn check_offline(cql: &Path) -> std::process::Output {
+    engine()
+        .args(["check", "--schema"])
+        .arg(cql)
+        .arg(shipped_queries())
+        .env("CASSANDRA_HOSTS", closed_port())
+        .output()
+        .unwrap()
 }

@@ -16,14 +16,13 @@ use engine::runtime::load::load_and_plan;
 use engine::runtime::{QueryRunner, RunStats};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
-use crate::servers::{brokers, create_topic, unique};
+use crate::servers::{brokers, create_topic, dead_letter_header, dead_letter_location, unique};
 
 /// The columns every source declares, with the computed columns that fail on poison.
 const COLUMNS: &str = "
@@ -363,22 +362,9 @@ async fn dead_letter_topic(
             break;
         };
         let message = message.unwrap();
-        let headers = message.headers().expect("dead letters carry headers");
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8(v.to_vec()).unwrap())
-                .unwrap_or_else(|| panic!("no header {name}"))
-        };
+        let header = |name: &str| dead_letter_header(&message, name);
         assert!(!header("error").is_empty());
-        let location = format!(
-            "{}/{}/{}",
-            header("source.topic"),
-            header("source.partition"),
-            header("source.offset")
-        );
+        let location = dead_letter_location(&message);
         let raw = String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap();
         assert!(found.insert((header("query"), location, raw)), "dead-lettered twice");
     }

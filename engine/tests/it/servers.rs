@@ -202,3 +202,21 @@ pub fn shipped_env(topic: &str, keyspace: &str) -> Vec<(&'static str, String)> {
         ("CASSANDRA_KEYSPACE", keyspace.to_string()),
     ]
 }
+
+/// Header `name` of a message in a dead-letter topic, as text; panics when it is missing.
+pub fn dead_letter_header(message: &impl rdkafka::Message, name: &str) -> String {
+    use rdkafka::message::Headers;
+    let headers = message.headers().expect("dead letters carry headers");
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        .unwrap_or_else(|| panic!("no header {name}"))
+}
+
+/// Where a dead letter's record was read, `topic/partition/offset`, from its headers.
+pub fn dead_letter_location(message: &impl rdkafka::Message) -> String {
+    let header = |name: &str| dead_letter_header(message, name);
+    format!("{}/{}/{}", header("source.topic"), header("source.partition"), header("source.offset"))
+}
